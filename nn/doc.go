@@ -1,0 +1,4 @@
+// Package nn is placeholder.
+package nn
+
+import _ "github.com/sugarme/gotch/ts"

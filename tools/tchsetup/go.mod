@@ -1,0 +1,3 @@
+module github.com/mollify/mollify/tools/tchsetup
+
+go 1.22
