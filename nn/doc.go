@@ -1,4 +1,24 @@
-// Package nn is placeholder.
+// Package nn is mollify's layer over the patched gotch tensor library: the
+// runtime (device, threads, seeding), parameters, PyTorch-parity layers and
+// initialisation, optimizers whose state can be checkpointed, and
+// checkpoint files.
+//
+// Conventions:
+//   - Images are NCHW float32. Log-likelihoods are in nats unless a name
+//     says bits/dim.
+//   - Lifetimes are explicit. Parameters and optimizer state live in a
+//     Store and are freed by Store.Close. Everything else is created inside
+//     a ts.Scope: a layer's Forward returns a new tensor that belongs to the
+//     caller's open scope and never frees its input. The training loop opens
+//     one scope per step, so memory stays flat without the Go GC.
+//   - Torch state (grad mode, the error slot, the open scope) is per OS
+//     thread: the goroutine that trains calls runtime.LockOSThread, or uses
+//     Runtime.Do.
+//   - gotch's Must* ops panic (patched from log.Fatal). Functions here that
+//     take user input validate it and return errors; Recover turns a torch
+//     panic inside a model into an error at an API boundary.
+//   - Initialisation matches PyTorch: Linear and Conv weights use
+//     kaiming_uniform(a=√5), biases uniform(±1/√fan_in), drawn from
+//     libtorch's generator in the same order as torch.nn, so the same seed
+//     gives the same weights as PyTorch on CPU.
 package nn
-
-import _ "github.com/sugarme/gotch/ts"

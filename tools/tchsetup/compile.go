@@ -145,12 +145,28 @@ func (u *unit) compile(lt *Libtorch, dir, objDir string) (string, error) {
 		flags = append(flags, "-I"+inc)
 	}
 	src := filepath.Join(dir, u.name+".cpp")
+	// Stubs found by an earlier build of the same source are reused, so an
+	// unchanged unit is not recompiled just to rediscover them.
+	orig, _ := u.render()
+	okey := sha256.Sum256([]byte(strings.Join(flags, " ") + "\x00" + orig))
+	stubFile := filepath.Join(objDir, u.name+"-"+hex.EncodeToString(okey[:8])+".stubs")
+	if b, err := os.ReadFile(stubFile); err == nil {
+		known := map[string]bool{}
+		for _, n := range strings.Fields(string(b)) {
+			known[n] = true
+		}
+		for _, s := range u.segs {
+			if known[s.name] && !s.stubbed {
+				s.stub(lt.Version)
+			}
+		}
+	}
 	for attempt := 0; attempt < 25; attempt++ {
 		text, starts := u.render()
 		sum := sha256.Sum256([]byte(strings.Join(flags, " ") + "\x00" + text))
 		obj := filepath.Join(objDir, u.name+"-"+hex.EncodeToString(sum[:8])+".o")
 		if exists(obj) {
-			return obj, nil
+			return obj, u.saveStubs(stubFile)
 		}
 		if err := os.WriteFile(src, []byte(text), 0o644); err != nil {
 			return "", err
@@ -158,7 +174,10 @@ func (u *unit) compile(lt *Libtorch, dir, objDir string) (string, error) {
 		cmd := exec.Command("g++", append(flags, "-c", src, "-o", obj+".tmp")...)
 		out, err := cmd.CombinedOutput()
 		if err == nil {
-			return obj, os.Rename(obj+".tmp", obj)
+			if err := os.Rename(obj+".tmp", obj); err != nil {
+				return "", err
+			}
+			return obj, u.saveStubs(stubFile)
 		}
 		bad := map[int]bool{}
 		sc := bufio.NewScanner(strings.NewReader(string(out)))
@@ -188,6 +207,16 @@ func (u *unit) compile(lt *Libtorch, dir, objDir string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s still fails after 25 stubbing rounds", u.name)
+}
+
+func (u *unit) saveStubs(path string) error {
+	var names []string
+	for _, s := range u.segs {
+		if s.stubbed {
+			names = append(names, s.name)
+		}
+	}
+	return os.WriteFile(path, []byte(strings.Join(names, "\n")), 0o644)
 }
 
 func excerpt(out []byte) string {

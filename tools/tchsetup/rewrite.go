@@ -18,7 +18,7 @@ import (
 //
 //  1. Every function that calls into libtch locks its OS thread for the
 //     call (torch's error slot and grad mode are thread-local) and keeps its
-//     tensor arguments alive until it returns (runtime.KeepAlive), so a
+//     tensor and scalar arguments alive until it returns (runtime.KeepAlive), so a
 //     finalizer can never free a tensor in the middle of a C call.
 //  2. Generated methods panic with a clear message when called on a freed
 //     tensor instead of dereferencing a null pointer in C++.
@@ -156,7 +156,7 @@ func isTensorType(e ast.Expr) bool {
 	switch t := e.(type) {
 	case *ast.StarExpr:
 		id, ok := t.X.(*ast.Ident)
-		return ok && id.Name == "Tensor"
+		return ok && (id.Name == "Tensor" || id.Name == "Scalar")
 	case *ast.ArrayType:
 		return t.Len == nil && isTensorType(t.Elt)
 	}

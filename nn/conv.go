@@ -1,0 +1,149 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/sugarme/gotch/ts"
+)
+
+// ConvOptions configure Conv2d and ConvTranspose2d. Zero values mean
+// stride 1, padding 0, dilation 1, groups 1, with bias.
+type ConvOptions struct {
+	Stride, Padding, Dilation, Groups, OutputPadding int64
+	NoBias                                           bool
+	ZeroInit                                         bool
+}
+
+func (o ConvOptions) norm() ConvOptions {
+	if o.Stride == 0 {
+		o.Stride = 1
+	}
+	if o.Dilation == 0 {
+		o.Dilation = 1
+	}
+	if o.Groups == 0 {
+		o.Groups = 1
+	}
+	return o
+}
+
+// Conv2d is a 2D convolution over NCHW input, initialised as torch.nn.Conv2d.
+type Conv2d struct {
+	W, B    *ts.Tensor
+	In, Out int64
+	Kernel  int64
+	Opts    ConvOptions
+}
+
+// NewConv2d registers a k×k convolution from in to out channels under p.
+func NewConv2d(p Path, in, out, k int64, opts ...ConvOptions) (c *Conv2d, err error) {
+	defer Recover(&err)
+	var o ConvOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o = o.norm()
+	if err := positive("Conv2d channels and kernel", in, out, k); err != nil {
+		return nil, err
+	}
+	if in%o.Groups != 0 || out%o.Groups != 0 {
+		return nil, fmt.Errorf("nn: Conv2d channels %d→%d are not divisible by groups %d", in, out, o.Groups)
+	}
+	sc := ts.NewScope()
+	defer sc.Close()
+	fanIn := in / o.Groups * k * k
+	w, b := convInit([]int64{out, in / o.Groups, k, k}, out, fanIn, o, p)
+	c = &Conv2d{In: in, Out: out, Kernel: k, Opts: o}
+	if c.W, err = p.Param("weight", w); err != nil {
+		return nil, err
+	}
+	if b != nil {
+		if c.B, err = p.Param("bias", b); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func convInit(wshape []int64, nbias, fanIn int64, o ConvOptions, p Path) (w, b *ts.Tensor) {
+	bound := 1 / math.Sqrt(float64(fanIn))
+	if o.ZeroInit {
+		w = Zeros(wshape, p.Device())
+	} else {
+		w = Uniform(wshape, bound, p.Device())
+	}
+	if !o.NoBias {
+		if o.ZeroInit {
+			b = Zeros([]int64{nbias}, p.Device())
+		} else {
+			b = Uniform([]int64{nbias}, bound, p.Device())
+		}
+	}
+	return w, b
+}
+
+// Forward convolves x (N, in, H, W).
+func (c *Conv2d) Forward(x *ts.Tensor) *ts.Tensor {
+	return c.ForwardWith(x, c.W)
+}
+
+// ForwardWith convolves with another weight of the same shape (weight norm).
+func (c *Conv2d) ForwardWith(x, w *ts.Tensor) *ts.Tensor {
+	b := c.B
+	if b == nil {
+		b = ts.None
+	}
+	o := c.Opts
+	return ts.MustConv2d(x, w, b, []int64{o.Stride, o.Stride}, []int64{o.Padding, o.Padding}, []int64{o.Dilation, o.Dilation}, o.Groups)
+}
+
+// ConvTranspose2d is a transposed convolution, initialised as
+// torch.nn.ConvTranspose2d (weight shape (in, out/groups, k, k), whose
+// fan_in PyTorch takes from dimension 1).
+type ConvTranspose2d struct {
+	W, B    *ts.Tensor
+	In, Out int64
+	Kernel  int64
+	Opts    ConvOptions
+}
+
+// NewConvTranspose2d registers a k×k transposed convolution under p.
+func NewConvTranspose2d(p Path, in, out, k int64, opts ...ConvOptions) (c *ConvTranspose2d, err error) {
+	defer Recover(&err)
+	var o ConvOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	o = o.norm()
+	if err := positive("ConvTranspose2d channels and kernel", in, out, k); err != nil {
+		return nil, err
+	}
+	if in%o.Groups != 0 || out%o.Groups != 0 {
+		return nil, fmt.Errorf("nn: ConvTranspose2d channels %d→%d are not divisible by groups %d", in, out, o.Groups)
+	}
+	sc := ts.NewScope()
+	defer sc.Close()
+	fanIn := out / o.Groups * k * k
+	w, b := convInit([]int64{in, out / o.Groups, k, k}, out, fanIn, o, p)
+	c = &ConvTranspose2d{In: in, Out: out, Kernel: k, Opts: o}
+	if c.W, err = p.Param("weight", w); err != nil {
+		return nil, err
+	}
+	if b != nil {
+		if c.B, err = p.Param("bias", b); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Forward applies the transposed convolution to x (N, in, H, W).
+func (c *ConvTranspose2d) Forward(x *ts.Tensor) *ts.Tensor {
+	b := c.B
+	if b == nil {
+		b = ts.None
+	}
+	o := c.Opts
+	return ts.MustConvTranspose2d(x, c.W, b, []int64{o.Stride, o.Stride}, []int64{o.Padding, o.Padding}, []int64{o.OutputPadding, o.OutputPadding}, o.Groups, []int64{o.Dilation, o.Dilation})
+}

@@ -1,0 +1,211 @@
+package nn
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Store owns a model's parameters and buffers. Names are dotted paths, as
+// in a PyTorch state dict ("couplings.0.net.1.weight").
+type Store struct {
+	Device  gotch.Device
+	names   []string
+	tensors map[string]*ts.Tensor
+	trained map[string]bool
+}
+
+// NewStore returns an empty store for device.
+func NewStore(device gotch.Device) *Store {
+	return &Store{Device: device, tensors: map[string]*ts.Tensor{}, trained: map[string]bool{}}
+}
+
+// Root is the store's top-level path.
+func (s *Store) Root() Path { return Path{store: s} }
+
+// Path is a name prefix inside a Store.
+type Path struct {
+	store  *Store
+	prefix string
+}
+
+// Sub returns the path prefix.name.
+func (p Path) Sub(name string) Path {
+	if p.prefix != "" {
+		name = p.prefix + "." + name
+	}
+	return Path{store: p.store, prefix: name}
+}
+
+// Subf is Sub with a formatted name, e.g. Subf("%d", i).
+func (p Path) Subf(format string, args ...any) Path { return p.Sub(fmt.Sprintf(format, args...)) }
+
+// Store returns the store the path belongs to.
+func (p Path) Store() *Store { return p.store }
+
+// Device is the store's device.
+func (p Path) Device() gotch.Device { return p.store.Device }
+
+func (p Path) full(name string) string {
+	if p.prefix == "" {
+		return name
+	}
+	return p.prefix + "." + name
+}
+
+// Param registers t as a trainable parameter: the store takes ownership,
+// moves it to the store's device and turns on requires_grad. The returned
+// tensor is the one the store holds.
+func (p Path) Param(name string, t *ts.Tensor) (*ts.Tensor, error) {
+	return p.add(name, t, true)
+}
+
+// Buffer registers t as a non-trainable tensor saved with the weights
+// (running statistics, fixed permutations, flags).
+func (p Path) Buffer(name string, t *ts.Tensor) (*ts.Tensor, error) {
+	return p.add(name, t, false)
+}
+
+func (p Path) add(name string, t *ts.Tensor, trained bool) (*ts.Tensor, error) {
+	s := p.store
+	full := p.full(name)
+	if _, dup := s.tensors[full]; dup {
+		return nil, fmt.Errorf("nn: parameter %q registered twice", full)
+	}
+	out, err := ownTensor(t, s.Device, trained)
+	if err != nil {
+		return nil, fmt.Errorf("nn: registering %q: %w", full, err)
+	}
+	s.names = append(s.names, full)
+	s.tensors[full] = out
+	s.trained[full] = trained
+	return out, nil
+}
+
+// ownTensor detaches t from any scope as a leaf on device.
+func ownTensor(t *ts.Tensor, device gotch.Device, requiresGrad bool) (out *ts.Tensor, err error) {
+	defer Recover(&err)
+	sc := ts.NewScope()
+	defer sc.Close()
+	out = t.MustTo(device, false).MustDetach(false)
+	if requiresGrad {
+		out.MustRequiresGrad_(true)
+	}
+	sc.Detach(out)
+	return out, nil
+}
+
+// Parameters returns the trainable tensors in registration order.
+func (s *Store) Parameters() []*ts.Tensor {
+	var out []*ts.Tensor
+	for _, n := range s.names {
+		if s.trained[n] {
+			out = append(out, s.tensors[n])
+		}
+	}
+	return out
+}
+
+// Named returns every tensor (parameters and buffers) by name.
+func (s *Store) Named() map[string]*ts.Tensor {
+	out := make(map[string]*ts.Tensor, len(s.tensors))
+	for k, v := range s.tensors {
+		out[k] = v
+	}
+	return out
+}
+
+// Names returns the registered names, sorted.
+func (s *Store) Names() []string {
+	out := append([]string(nil), s.names...)
+	sort.Strings(out)
+	return out
+}
+
+// NumParams counts trainable scalars.
+func (s *Store) NumParams() int64 {
+	var n int64
+	for _, name := range s.names {
+		if s.trained[name] {
+			n += numel(s.tensors[name].MustSize())
+		}
+	}
+	return n
+}
+
+func numel(shape []int64) int64 {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// Load copies values into the store's tensors in place. Every stored name
+// must be present with the same shape; extra names are an error too, so a
+// checkpoint of another model is caught.
+func (s *Store) Load(values map[string]*ts.Tensor) (err error) {
+	defer Recover(&err)
+	var missing, extra []string
+	for _, n := range s.names {
+		if _, ok := values[n]; !ok {
+			missing = append(missing, n)
+		}
+	}
+	for n := range values {
+		if _, ok := s.tensors[n]; !ok {
+			extra = append(extra, n)
+		}
+	}
+	if len(missing) > 0 || len(extra) > 0 {
+		sort.Strings(missing)
+		sort.Strings(extra)
+		return fmt.Errorf("nn: weights do not match the model: missing %s; unexpected %s", list(missing), list(extra))
+	}
+	sc := ts.NewScope()
+	defer sc.Close()
+	ts.NoGrad(func() {
+		for _, n := range s.names {
+			dst, src := s.tensors[n], values[n]
+			if a, b := dst.MustSize(), src.MustSize(); !equalShape(a, b) {
+				panic(fmt.Errorf("nn: %q has shape %v in the model but %v in the weights", n, a, b))
+			}
+			dst.Copy_(src.MustTo(s.Device, false))
+		}
+	})
+	return nil
+}
+
+func list(xs []string) string {
+	if len(xs) == 0 {
+		return "none"
+	}
+	if len(xs) > 6 {
+		return strings.Join(xs[:6], ", ") + fmt.Sprintf(" and %d more", len(xs)-6)
+	}
+	return strings.Join(xs, ", ")
+}
+
+func equalShape(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Close frees every tensor of the store.
+func (s *Store) Close() {
+	for _, t := range s.tensors {
+		t.MustDrop()
+	}
+	s.tensors = map[string]*ts.Tensor{}
+	s.names = nil
+}
