@@ -35,8 +35,8 @@ func dtypeOf(name string) (gotch.DType, bool) {
 }
 
 type stEntry struct {
-	DType   string  `json:"dtype"`
-	Shape   []int64 `json:"shape"`
+	DType   string   `json:"dtype"`
+	Shape   []int64  `json:"shape"`
 	Offsets [2]int64 `json:"data_offsets"`
 }
 

@@ -90,7 +90,8 @@ func ownTensor(t *ts.Tensor, device gotch.Device, requiresGrad bool) (out *ts.Te
 	defer Recover(&err)
 	sc := ts.NewScope()
 	defer sc.Close()
-	out = t.MustTo(device, false).MustDetach(false)
+	// A copy, so the caller cannot change a parameter through t.
+	out = t.MustTo(device, false).MustDetachCopy(false)
 	if requiresGrad {
 		out.MustRequiresGrad_(true)
 	}
