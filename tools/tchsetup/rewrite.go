@@ -66,6 +66,12 @@ func rewriteFile(path string, isTS bool) error {
 	src := string(b)
 	generated := filepath.Base(path) == "tensor-generated.go"
 	if isTS {
+		// A slot that the code later frees cannot become Go memory.
+		for _, m := range mallocRe.FindAllStringSubmatch(src, -1) {
+			if regexp.MustCompile(`(?m)^\s*(defer )?C\.free\(unsafe\.Pointer\(` + m[1] + `\)\)`).MatchString(src) {
+				return fmt.Errorf("%s frees the C.malloc(0) slot %s; patch that function by hand first", filepath.Base(path), m[1])
+			}
+		}
 		src = mallocRe.ReplaceAllString(src, "var ${1}Buf [8]lib.${2}; ${1} := &${1}Buf[0]")
 		if generated {
 			src = inplaceRe.ReplaceAllString(src, "${1}lib.AtFree(*ptr) // in-place: ts keeps its handle")

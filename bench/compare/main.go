@@ -1,0 +1,108 @@
+// Command compare runs the Go and PyTorch versions of a benchmark side by
+// side, alternating them for several rounds with the same thread settings,
+// and prints steps/s, their ratio and peak RSS.
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+)
+
+type result struct {
+	Impl      string  `json:"impl"`
+	StepsPerS float64 `json:"steps_per_s"`
+	PeakRSSMB float64 `json:"peak_rss_mb"`
+	FinalNLL  float64 `json:"final_nll"`
+	Threads   int     `json:"threads"`
+	Torch     string  `json:"torch"`
+}
+
+func main() {
+	goBin := flag.String("go", "", "Go benchmark binary")
+	py := flag.String("py", "", "PyTorch benchmark script")
+	python := flag.String("python", "/usr/bin/python3", "Python with torch")
+	rounds := flag.Int("rounds", 3, "alternating rounds")
+	args := flag.String("args", "", "arguments passed to both")
+	flag.Parse()
+	if *goBin == "" || *py == "" {
+		fmt.Fprintln(os.Stderr, "usage: compare -go BIN -py SCRIPT [-rounds N] [-args '...']")
+		os.Exit(2)
+	}
+	runs := map[string][]result{}
+	var order []string
+	cmds := [][]string{
+		append([]string{*goBin}, strings.Fields(*args)...),
+		append([]string{*python, *py}, pyArgs(*args)...),
+		append(append([]string{*python, *py}, pyArgs(*args)...), "--foreach"),
+	}
+	for r := 0; r < *rounds; r++ {
+		for _, c := range cmds {
+			res, err := run(c)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "compare:", err)
+				os.Exit(1)
+			}
+			if _, ok := runs[res.Impl]; !ok {
+				order = append(order, res.Impl)
+			}
+			runs[res.Impl] = append(runs[res.Impl], res)
+			fmt.Fprintf(os.Stderr, "round %d %-16s %7.1f steps/s  peak RSS %6.1f MB\n", r+1, res.Impl, res.StepsPerS, res.PeakRSSMB)
+		}
+	}
+	base := median(runs["pytorch"], func(r result) float64 { return r.StepsPerS })
+	fmt.Printf("\n| implementation | steps/s (median of %d) | vs PyTorch eager | peak RSS MB (max) | final NLL | threads | libtorch |\n|---|---|---|---|---|---|---|\n", *rounds)
+	for _, impl := range order {
+		rs := runs[impl]
+		sps := median(rs, func(r result) float64 { return r.StepsPerS })
+		rss := 0.0
+		for _, r := range rs {
+			rss = max(rss, r.PeakRSSMB)
+		}
+		fmt.Printf("| %s | %.1f | %.2f× | %.1f | %.4f | %d | %s |\n", impl, sps, sps/base, rss, rs[0].FinalNLL, rs[0].Threads, rs[0].Torch)
+	}
+}
+
+// pyArgs turns Go-style -flag value into --flag value.
+func pyArgs(s string) []string {
+	var out []string
+	for _, f := range strings.Fields(s) {
+		if strings.HasPrefix(f, "-") && !strings.HasPrefix(f, "--") {
+			f = "-" + f
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func run(c []string) (result, error) {
+	var out, errb bytes.Buffer
+	cmd := exec.Command(c[0], c[1:]...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return result{}, fmt.Errorf("%s: %v\n%s", strings.Join(c, " "), err, errb.String())
+	}
+	var r result
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		return result{}, fmt.Errorf("%s printed no JSON result: %v\n%s", strings.Join(c, " "), err, out.String())
+	}
+	return r, nil
+}
+
+func median(rs []result, f func(result) float64) float64 {
+	if len(rs) == 0 {
+		return 0
+	}
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
