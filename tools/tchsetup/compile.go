@@ -144,7 +144,13 @@ func (u *unit) compile(lt *Libtorch, dir, objDir string) (string, error) {
 	for _, inc := range lt.Includes {
 		flags = append(flags, "-I"+inc)
 	}
-	src := filepath.Join(dir, u.name+".cpp")
+	// Units are written beside csrc, never over its sources, so a later
+	// build for another libtorch starts from the unstubbed code.
+	unitDir := filepath.Join(filepath.Dir(dir), "units")
+	if err := os.MkdirAll(unitDir, 0o755); err != nil {
+		return "", err
+	}
+	src := filepath.Join(unitDir, u.name+".cpp")
 	// Stubs found by an earlier build of the same source are reused, so an
 	// unchanged unit is not recompiled just to rediscover them.
 	orig, _ := u.render()

@@ -40,7 +40,15 @@ func main() {
 	jobs := flag.Int("jobs", runtime.NumCPU(), "parallel compile jobs")
 	units := flag.Int("units", 0, "translation units for the generated code (0: 2×jobs, at least 4)")
 	force := flag.Bool("force", false, "rebuild even if the stamp matches")
+	onlyLib := flag.Bool("only-lib", false, "only rebuild build/lib/libtch.so from an existing build/csrc, for the local libtorch (no Go needed: used on machines that run a Go binary built elsewhere)")
 	flag.Parse()
+	if *onlyLib {
+		if err := rebuildLib(*root, *jobs, *units); err != nil {
+			fmt.Fprintln(os.Stderr, "tchsetup:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*root, *jobs, *units, *force); err != nil {
 		fmt.Fprintln(os.Stderr, "tchsetup:", err)
 		os.Exit(1)
@@ -116,6 +124,36 @@ func run(root string, jobs, units int, force bool) error {
 	fmt.Printf("built build/lib/libtch.so in %s, %d functions stubbed for libtorch %s (list: build/stubs.txt)\n",
 		time.Since(start).Round(time.Second), len(stubs), lt.Version)
 	return os.WriteFile(stamp, []byte(key), 0o644)
+}
+
+// rebuildLib builds libtch.so for the local libtorch from build/csrc, which
+// a full setup prepared elsewhere.
+func rebuildLib(root string, jobs, units int) error {
+	if units <= 0 {
+		units = max(4, 2*jobs)
+	}
+	build := filepath.Join(root, "build")
+	csrc := filepath.Join(build, "csrc")
+	if !exists(filepath.Join(csrc, "torch_api_generated.cpp.h")) {
+		return fmt.Errorf("%s has no prepared C++ sources; run `make setup` first (or carry build/csrc)", csrc)
+	}
+	lt, err := findLibtorch()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("libtorch %s (%s ABI=%d cuda=%v)\n", lt.Version, lt.Root, lt.ABI, lt.CUDA)
+	lib := filepath.Join(build, "lib")
+	if err := os.MkdirAll(lib, 0o755); err != nil {
+		return err
+	}
+	start := time.Now()
+	stubs, err := buildLibtch(lt, csrc, filepath.Join(lib, "libtch.so"), jobs, units)
+	if err != nil {
+		return err
+	}
+	sort.Strings(stubs)
+	fmt.Printf("built build/lib/libtch.so in %s, %d functions stubbed for libtorch %s\n", time.Since(start).Round(time.Second), len(stubs), lt.Version)
+	return os.WriteFile(filepath.Join(build, "stubs.txt"), []byte(strings.Join(stubs, "\n")+"\n"), 0o644)
 }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
