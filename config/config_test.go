@@ -216,8 +216,49 @@ func TestShippedConfigsValidate(t *testing.T) {
 		if _, err := Load(n, nil); err != nil {
 			t.Errorf("embedded %s: %v", n, err)
 		}
-		if _, err := Load(filepath.Join("..", ConfigDir, n+".yaml"), nil); err != nil {
+		c, err := Load(filepath.Join("..", ConfigDir, n+".yaml"), nil)
+		if err != nil {
 			t.Errorf("on disk %s: %v", n, err)
+			continue
+		}
+		if c.Run.Name != n {
+			t.Errorf("%s: run.name is %q", n, c.Run.Name)
+		}
+		for _, set := range [][]string{{"mollification.enabled=false"}, {"mollification.schedule=cosine"}, {"mollification.kind=blur"}} {
+			if c.Data.Is2D() && set[0] == "mollification.kind=blur" {
+				continue
+			}
+			if _, err := Load(n, set); err != nil {
+				t.Errorf("%s with --set %v: %v", n, set, err)
+			}
+		}
+	}
+}
+
+// Spot checks of appendix D.3.2 in the image configs.
+func TestPaperImageHyperParameters(t *testing.T) {
+	tests := []struct {
+		name        string
+		model, opt  string
+		lr          float64
+		batch, runs int
+		mollified   int
+	}{
+		{"realnvp_cifar10", ModelRealNVP, "adam", 1e-3, 64, 100 * 781, 50 * 781},
+		{"glow_cifar10", ModelGlow, "adamax", 3e-4, 64, 80 * 781, 50 * 781},
+		{"glow_celeba", ModelGlow, "adamax", 3e-4, 64, 40 * 2543, 20 * 2543},
+		{"iwae_cifar10", ModelIWAE, "adam", 3e-4, 128, 200 * 390, 100 * 390},
+		{"nvae_cifar10", ModelNVAE, "adamax", 1e-3, 200, 300 * 250, 150 * 250},
+	}
+	for _, tc := range tests {
+		c, err := Load(tc.name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Model.Name != tc.model || c.Optim.Name != tc.opt || c.Optim.LR != tc.lr || c.Data.BatchSize != tc.batch ||
+			c.Run.Iterations != tc.runs || c.Mollification.Steps(c.Run.Iterations) != tc.mollified {
+			t.Errorf("%s: model %s, %s lr %g, batch %d, %d steps of which %d mollified; want %+v", tc.name, c.Model.Name,
+				c.Optim.Name, c.Optim.LR, c.Data.BatchSize, c.Run.Iterations, c.Mollification.Steps(c.Run.Iterations), tc)
 		}
 	}
 }
