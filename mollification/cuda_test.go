@@ -56,8 +56,10 @@ func TestBlurOnCUDAMatchesCPU(t *testing.T) {
 	})
 }
 
-func BenchmarkGaussian2DCUDA(b *testing.B)    { benchmarkGaussian(b, []int64{256, 2}, cudaOrSkip(b)) }
-func BenchmarkGaussianCIFARCUDA(b *testing.B) { benchmarkGaussian(b, []int64{64, 3, 32, 32}, cudaOrSkip(b)) }
+func BenchmarkGaussian2DCUDA(b *testing.B) { benchmarkGaussian(b, []int64{256, 2}, cudaOrSkip(b)) }
+func BenchmarkGaussianCIFARCUDA(b *testing.B) {
+	benchmarkGaussian(b, []int64{64, 3, 32, 32}, cudaOrSkip(b))
+}
 
 func BenchmarkBlurCIFARCUDA(b *testing.B) {
 	dev := cudaOrSkip(b)
