@@ -11,7 +11,7 @@ BENCH_ENV := OPENBLAS_NUM_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) MKL_NUM_
 PYTHON ?= /usr/bin/python3
 BIN := build/bin
 
-.PHONY: setup test demo bench soak gcstress pydeps clean
+.PHONY: setup test demo bench soak gcstress pydeps gpu-payload clean
 
 setup:
 	$(GO) -C tools/tchsetup run . -root "$(CURDIR)" -jobs $(JOBS)
@@ -51,3 +51,12 @@ gcstress: $(BIN)/realnvp2d
 
 clean:
 	rm -rf build
+
+# Binaries and C++ sources for a GPU machine without Go: carry .dev and
+# build/csrc there and run bench/gpu_check.sh (see docs/gpu.md).
+gpu-payload: setup
+	mkdir -p .dev
+	cd tools/tchsetup && CGO_ENABLED=0 $(GO) build -o ../../.dev/tchsetup .
+	$(GO) test -c -ldflags='-s -w' -o .dev/nn.test ./nn
+	$(GO) test -c -ldflags='-s -w' -o .dev/flows.test ./flows
+	$(GO) build -ldflags='-s -w' -o .dev/realnvp2d ./bench/realnvp2d
