@@ -197,12 +197,21 @@ func TestDefaultIsValidAndMatchesEmbeddedDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Source != "embedded:realnvp_mog.yaml" {
-		t.Errorf("Source = %q, want the embedded demo config", c.Source)
+	if c.Source != "embedded:demo.yaml" || c.Run.Name != "demo" {
+		t.Errorf("Source = %q, run.name = %q, want the embedded demo config", c.Source, c.Run.Name)
 	}
 	c.Source, d.Source = "", ""
+	c.Run.Name = d.Run.Name
 	if !reflect.DeepEqual(*c, d) {
-		t.Errorf("configs/realnvp_mog.yaml differs from Default():\n got %+v\nwant %+v", *c, d)
+		t.Errorf("configs/demo.yaml differs from Default():\n got %+v\nwant %+v", *c, d)
+	}
+	mog, err := Load("realnvp_mog", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mog.Source = ""
+	if !reflect.DeepEqual(*mog, d) {
+		t.Errorf("configs/realnvp_mog.yaml differs from Default():\n got %+v\nwant %+v", *mog, d)
 	}
 }
 
@@ -221,7 +230,7 @@ func TestShippedConfigsValidate(t *testing.T) {
 			t.Errorf("on disk %s: %v", n, err)
 			continue
 		}
-		if c.Run.Name != n {
+		if c.Run.Name != n && n != DefaultName {
 			t.Errorf("%s: run.name is %q", n, c.Run.Name)
 		}
 		for _, set := range [][]string{{"mollification.enabled=false"}, {"mollification.schedule=cosine"}, {"mollification.kind=blur"}} {

@@ -17,9 +17,10 @@ import (
 	"github.com/mollify/mollify/configs"
 )
 
-// DefaultName is the config Load reads when given an empty name: the
-// embedded configs/realnvp_mog.yaml, the `make demo` run.
-const DefaultName = "realnvp_mog"
+// DefaultName is the config Load reads when given an empty name:
+// configs/demo.yaml (embedded), the `make demo` run, which is Default()
+// under the run name "demo".
+const DefaultName = "demo"
 
 // EnvPrefix starts the environment variables that override keys:
 // MOLLIFY_OPTIM_LR overrides optim.lr.
