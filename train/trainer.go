@@ -1,0 +1,247 @@
+package train
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/mollification"
+	"github.com/mollify/mollify/nn"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Model is what the loop trains.
+type Model interface {
+	// Loss returns the loss of a batch (already mollified, on the device)
+	// and named scalar terms for the metrics. Tensors belong to the
+	// caller's scope.
+	Loss(x *ts.Tensor) (Loss, error)
+}
+
+// Loss is a scalar to minimise plus named scalar terms (e.g. "recon",
+// "kl"); terms may be nil.
+type Loss struct {
+	Total *ts.Tensor
+	Terms map[string]*ts.Tensor
+}
+
+// Batches yields the training batch of a 0-based step, on the device, in
+// the caller's scope. The batch must be a function of the step (and the
+// seed) so that a resumed run sees the same data.
+type Batches interface {
+	Batch(step int) (*ts.Tensor, error)
+}
+
+// StepStats describes one step for hooks.
+type StepStats struct {
+	Step     int // 0-based index of the step just run
+	Loss     float64
+	Terms    map[string]float64
+	Moll     mollification.Info
+	Skipped  bool    // the loss or gradient was not finite; no update
+	GradNorm float64 // NaN unless gradient clipping is on
+	LR       float64
+	StepTime time.Duration
+	DataWait time.Duration // time spent waiting for the batch
+}
+
+// Hook runs after steps: every Every steps (when (step+1)%Every == 0) and,
+// with AtEnd, after the last step. Hooks open their own scopes.
+type Hook struct {
+	Name  string
+	Every int
+	AtEnd bool
+	Fn    func(t *Trainer, s *StepStats) error
+}
+
+// Trainer holds one run.
+type Trainer struct {
+	Config    *config.Config
+	Dir       string
+	Device    gotch.Device
+	Store     *nn.Store
+	Model     Model
+	Optim     *nn.Optimizer
+	Mollifier mollification.Mollifier
+	Data      Batches
+	RNG       *nn.RNG
+	Hooks     []Hook
+	Log       io.Writer // progress output; os.Stderr by default
+
+	step      int // steps done
+	nonFinite int // consecutive skipped steps
+	skipped   int // skipped steps in total
+	metrics   *os.File
+	lastCkpt  string
+}
+
+// ErrNonFinite is wrapped by the error that stops a run after too many
+// consecutive NaN/Inf steps.
+var ErrNonFinite = errors.New("loss or gradient not finite")
+
+// Steps returns how many steps are done.
+func (t *Trainer) Steps() int { return t.step }
+
+// Skipped returns how many steps were skipped for non-finite values.
+func (t *Trainer) Skipped() int { return t.skipped }
+
+// Metric appends a record to metrics.jsonl with the current step.
+func (t *Trainer) Metric(kind string, values map[string]any) error {
+	if t.metrics == nil {
+		f, err := os.OpenFile(filepath.Join(t.Dir, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("train: opening metrics: %w", err)
+		}
+		t.metrics = f
+	}
+	rec := map[string]any{"kind": kind, "step": t.step, "time": time.Now().UTC().Format(time.RFC3339Nano)}
+	for k, v := range values {
+		if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
+			v = fmt.Sprint(f) // JSON has no NaN
+		}
+		rec[k] = v
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	_, err = t.metrics.Write(append(b, '\n'))
+	return err
+}
+
+// lrAt is the learning rate of a 0-based step under the configured schedule.
+func (t *Trainer) lrAt(step int) float64 {
+	o := t.Config.Optim
+	lr := o.LR
+	s := o.LRSchedule
+	if s.Warmup > 0 && step < s.Warmup {
+		return lr * float64(step+1) / float64(s.Warmup)
+	}
+	if s.Name == "cosine" {
+		total := t.Config.Run.Iterations - s.Warmup
+		p := float64(step-s.Warmup) / float64(max(total, 1))
+		return s.MinLR + 0.5*(lr-s.MinLR)*(1+math.Cos(math.Pi*min(p, 1)))
+	}
+	return lr
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// trainStep runs one step in its own scope.
+func (t *Trainer) trainStep(step int) (st StepStats, err error) {
+	sc := ts.NewScope()
+	defer sc.Close()
+	defer nn.Recover(&err)
+	st = StepStats{Step: step, GradNorm: math.NaN(), LR: t.lrAt(step)}
+	start := time.Now()
+	x, err := t.Data.Batch(step)
+	if err != nil {
+		return st, fmt.Errorf("train: batch for step %d: %w", step, err)
+	}
+	st.DataWait = time.Since(start)
+	xm, info, err := t.Mollifier.Mollify(x, step)
+	if err != nil {
+		return st, err
+	}
+	st.Moll = info
+	loss, err := t.Model.Loss(xm)
+	if err != nil {
+		return st, fmt.Errorf("train: step %d: %w", step, err)
+	}
+	if st.Loss, err = loss.Total.Float64(); err != nil {
+		return st, err
+	}
+	if len(loss.Terms) > 0 {
+		st.Terms = make(map[string]float64, len(loss.Terms))
+		for k, v := range loss.Terms {
+			st.Terms[k], _ = v.Float64()
+		}
+	}
+	if !finite(st.Loss) {
+		st.Skipped = true
+		st.StepTime = time.Since(start)
+		return st, nil
+	}
+	loss.Total.MustBackward()
+	if clip := t.Config.Optim.GradClip; clip > 0 {
+		if st.GradNorm, err = t.Optim.ClipGradNorm(clip); err != nil {
+			return st, err
+		}
+		if !finite(st.GradNorm) {
+			st.Skipped = true
+			st.StepTime = time.Since(start)
+			return st, t.Optim.ZeroGrad()
+		}
+	}
+	t.Optim.SetLR(st.LR)
+	if err := t.Optim.Step(); err != nil {
+		return st, err
+	}
+	if err := t.Optim.ZeroGrad(); err != nil {
+		return st, err
+	}
+	st.StepTime = time.Since(start)
+	return st, nil
+}
+
+// Run trains until run.iterations steps are done, calling the hooks. It can
+// be called on a resumed trainer.
+func (t *Trainer) Run() error { return t.RunUntil(t.Config.Run.Iterations) }
+
+// RunUntil trains until `stop` steps are done (at most run.iterations), as
+// if the run were interrupted there: the mollification phase and the hooks
+// still follow run.iterations.
+func (t *Trainer) RunUntil(stop int) (err error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if t.Log == nil {
+		t.Log = os.Stderr
+	}
+	total := t.Config.Run.Iterations
+	maxBad := t.Config.Run.MaxNonFinite
+	defer func() {
+		if t.metrics != nil {
+			t.metrics.Close()
+			t.metrics = nil
+		}
+	}()
+	stop = min(stop, total)
+	for t.step < stop {
+		step := t.step
+		st, err := t.trainStep(step)
+		if err != nil {
+			return err
+		}
+		t.step++
+		if st.Skipped {
+			t.nonFinite++
+			t.skipped++
+			if t.nonFinite > maxBad {
+				kept := "no checkpoint was written yet"
+				if t.lastCkpt != "" {
+					kept = "the last good checkpoint is " + t.lastCkpt
+				}
+				return fmt.Errorf("train: %d consecutive steps up to step %d had a non-finite loss or gradient: %w (lower optim.lr, set optim.grad_clip, or raise run.max_nonfinite; %s)",
+					t.nonFinite, step, ErrNonFinite, kept)
+			}
+		} else {
+			t.nonFinite = 0
+		}
+		for _, h := range t.Hooks {
+			if h.Every > 0 && (step+1)%h.Every == 0 || h.AtEnd && t.step == total {
+				if err := h.Fn(t, &st); err != nil {
+					return fmt.Errorf("train: hook %s at step %d: %w", h.Name, t.step, err)
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+package train
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/flows"
+	"github.com/mollify/mollify/mollification"
+	"github.com/mollify/mollify/nn"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+func TestMain(m *testing.M) {
+	nn.SetThreads(1)
+	os.Exit(m.Run())
+}
+
+// slices is a Batches over a fixed dataset: step i takes rows
+// [(i·B) mod (N−B), +B).
+type slices struct {
+	data  *ts.Tensor
+	batch int64
+}
+
+func (s slices) Batch(step int) (*ts.Tensor, error) {
+	n := s.data.MustSize()[0]
+	return s.data.MustNarrow(0, (int64(step)*s.batch)%(n-s.batch), s.batch, false), nil
+}
+
+type flowModel struct{ f *flows.RealNVP2D }
+
+func (m flowModel) Loss(x *ts.Tensor) (Loss, error) {
+	nll := m.f.LogProb(x).MustMean(gotch.Float, true).MustNeg(true)
+	return Loss{Total: nll, Terms: map[string]*ts.Tensor{"nll": nll}}, nil
+}
+
+func testConfig(iters int) *config.Config {
+	c := config.Default()
+	c.Run.Iterations = iters
+	c.Optim.LR = 1e-3
+	c.Mollification.Enabled = true
+	c.Mollification.Fraction = 0.5
+	c.Output.Keep = 0
+	return &c
+}
+
+func newTrainer(t *testing.T, c *config.Config, dir string, data *ts.Tensor) *Trainer {
+	t.Helper()
+	rng, err := nn.Seed(c.Run.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := nn.NewStore(gotch.CPU)
+	t.Cleanup(store.Close)
+	f, err := flows.NewRealNVP2D(store.Root(), 3, []int64{16, 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, err := nn.NewOptimizer(store, nn.OptimConfig{Name: "adam", LR: c.Optim.LR})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(opt.Close)
+	moll, err := mollification.FromConfig(c, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Trainer{
+		Config: c, Dir: dir, Device: gotch.CPU, Store: store, Model: flowModel{f}, Optim: opt,
+		Mollifier: moll, Data: slices{data, 64}, RNG: rng, Log: &bytes.Buffer{},
+		Hooks: []Hook{MetricsHook(10), ProgressHook(10)},
+	}
+}
+
+func paramBytes(t *testing.T, s *nn.Store) map[string][]byte {
+	out := map[string][]byte{}
+	for n, v := range s.Named() {
+		b, err := v.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[n] = b
+	}
+	return out
+}
+
+func toyData() *ts.Tensor {
+	sc := ts.NewScope()
+	defer sc.Close()
+	x := nn.Randn([]int64{2000, 2}, gotch.CPU).MustMulScalar(ts.FloatScalar(1.5), true)
+	sc.Detach(x)
+	return x
+}
+
+// A run interrupted at step 30 and resumed ends with bit-identical
+// parameters to an uninterrupted one, with mollification noise (torch RNG)
+// active across the interruption.
+func TestResumeIsBitwiseIdentical(t *testing.T) {
+	data := toyData()
+	defer data.MustDrop()
+	c := testConfig(60)
+
+	straight := newTrainer(t, c, t.TempDir(), data)
+	if err := straight.Run(); err != nil {
+		t.Fatal(err)
+	}
+	want := paramBytes(t, straight.Store)
+
+	dir := t.TempDir()
+	first := newTrainer(t, c, dir, data)
+	if err := first.RunUntil(30); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.SaveCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+	// Move the torch RNG on, as a new process would have a different state.
+	nn.Randn([]int64{100}, gotch.CPU).MustDrop()
+
+	resumed := newTrainer(t, c, dir, data)
+	if err := resumed.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if resumed.Steps() != 30 {
+		t.Fatalf("resumed at step %d, want 30", resumed.Steps())
+	}
+	if err := resumed.Run(); err != nil {
+		t.Fatal(err)
+	}
+	got := paramBytes(t, resumed.Store)
+	for n, w := range want {
+		if !bytes.Equal(got[n], w) {
+			t.Errorf("parameter %s differs after resume", n)
+		}
+	}
+	metrics, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil || !bytes.Contains(metrics, []byte(`"kind":"train"`)) || !bytes.Contains(metrics, []byte(`"sigma2"`)) {
+		t.Errorf("metrics.jsonl missing train records: %v %s", err, metrics)
+	}
+}
+
+func TestResumeWithoutCheckpoint(t *testing.T) {
+	data := toyData()
+	defer data.MustDrop()
+	tr := newTrainer(t, testConfig(10), t.TempDir(), data)
+	if err := tr.Resume(); !errors.Is(err, nn.ErrNoCheckpoint) {
+		t.Errorf("Resume on an empty folder: %v", err)
+	}
+}
+
+// nanModel returns a NaN loss on the steps in bad.
+type nanModel struct {
+	flowModel
+	calls int
+	bad   func(call int) bool
+}
+
+func (m *nanModel) Loss(x *ts.Tensor) (Loss, error) {
+	m.calls++
+	l, err := m.flowModel.Loss(x)
+	if m.bad(m.calls - 1) {
+		l.Total = l.Total.MustMulScalar(ts.FloatScalar(math.NaN()), false)
+	}
+	return l, err
+}
+
+func TestNonFiniteStepsAreSkippedThenAbort(t *testing.T) {
+	data := toyData()
+	defer data.MustDrop()
+	c := testConfig(40)
+	c.Run.MaxNonFinite = 3
+	tr := newTrainer(t, c, t.TempDir(), data)
+	m := &nanModel{flowModel: tr.Model.(flowModel), bad: func(i int) bool { return i%10 == 5 }}
+	tr.Model = m
+	before := paramBytes(t, tr.Store)
+	if err := tr.Run(); err != nil {
+		t.Fatalf("isolated NaN steps should be skipped: %v", err)
+	}
+	if tr.Skipped() != 4 {
+		t.Errorf("skipped %d steps, want 4", tr.Skipped())
+	}
+	if after := paramBytes(t, tr.Store); bytes.Equal(after["couplings.0.net.0.weight"], before["couplings.0.net.0.weight"]) {
+		t.Error("the finite steps did not train")
+	}
+
+	c2 := testConfig(40)
+	c2.Run.MaxNonFinite = 3
+	tr2 := newTrainer(t, c2, t.TempDir(), data)
+	tr2.Model = &nanModel{flowModel: tr2.Model.(flowModel), bad: func(i int) bool { return i >= 12 }}
+	tr2.Hooks = append(tr2.Hooks, CheckpointHook(10))
+	err := tr2.Run()
+	if !errors.Is(err, ErrNonFinite) {
+		t.Fatalf("consecutive NaNs: %v", err)
+	}
+	if !strings.Contains(err.Error(), "ckpt-000000010.safetensors") || !strings.Contains(err.Error(), "4 consecutive steps") {
+		t.Errorf("error should name the count and the last good checkpoint: %v", err)
+	}
+	if all, _ := Checkpoints(tr2.Dir); len(all) != 1 {
+		t.Errorf("checkpoints %v: only the good one at step 10 should exist", all)
+	}
+}
+
+func TestProgressPlainLines(t *testing.T) {
+	data := toyData()
+	defer data.MustDrop()
+	tr := newTrainer(t, testConfig(20), t.TempDir(), data)
+	if err := tr.Run(); err != nil {
+		t.Fatal(err)
+	}
+	out := tr.Log.(*bytes.Buffer).String()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "step 10/20 loss") || !strings.Contains(lines[0], "σ²=") ||
+		!strings.Contains(lines[1], "clean") || !strings.Contains(lines[1], "it/s") || strings.Contains(out, "\r") {
+		t.Errorf("non-TTY progress should be plain lines every 10 steps:\n%s", out)
+	}
+}
