@@ -147,7 +147,8 @@ func TestGaussianRejectsIntegerData(t *testing.T) {
 }
 
 // BenchmarkGaussian2D is the per-step cost on a 2-D toy batch (256×2); the
-// trainer needs it below 1% of a step (~3 ms): under 30 µs.
+// trainer needs it below 1% of a step (~3 ms): under 30 µs. Measured
+// 2026-11-27 on 2 Xeon cores, libtorch 1.13: 8.9–9.6 µs/op.
 func BenchmarkGaussian2D(b *testing.B) {
 	benchmarkGaussian(b, []int64{256, 2}, gotch.CPU)
 }
