@@ -23,21 +23,27 @@ var PaperRBF = RBF{Lengthscale: 1, Variance: 1e-4}
 var UnitRBF = RBF{Lengthscale: 1, Variance: 1}
 
 // blockSum returns Σ_ij exp(−‖a_i − b_j‖²/(2l)) over all pairs, in blocks
-// of `block` rows, accumulated in float64.
+// of `block` rows. Each block is one float32 buffer updated in place (the
+// distances, then the kernel values); block sums accumulate in float64.
 func blockSum(a, b *ts.Tensor, l float64, block int64) float64 {
 	na := a.MustSize()[0]
 	total := 0.0
-	bsq := b.MustSquare(false).MustSumDimIntlist([]int64{1}, false, gotch.Double, true).MustUnsqueeze(0, true) // (1, nb)
+	bsq := b.MustSquare(false).MustSumDimIntlist([]int64{1}, false, gotch.Float, true).MustUnsqueeze(0, true) // (1, nb)
 	bt := b.MustT(false)
 	for i := int64(0); i < na; i += block {
 		func() {
 			sc := ts.NewScope()
 			defer sc.Close()
 			ai := a.MustNarrow(0, i, min(block, na-i), false)
-			asq := ai.MustSquare(false).MustSumDimIntlist([]int64{1}, false, gotch.Double, true).MustUnsqueeze(1, true) // (r, 1)
-			cross := ai.MustMatmul(bt, false).MustTotype(gotch.Double, true)                                                // (r, nb)
-			d2 := asq.MustAdd(bsq, false).MustSub(cross.MustMulScalar(ts.FloatScalar(2), true), true).MustClampMin(ts.FloatScalar(0), true)
-			s, _ := d2.MustMulScalar(ts.FloatScalar(-1/(2*l)), true).MustExp(true).MustSum(gotch.Double, true).Float64()
+			asq := ai.MustSquare(false).MustSumDimIntlist([]int64{1}, false, gotch.Float, true).MustUnsqueeze(1, true) // (r, 1)
+			k := ai.MustMatmul(bt, false) // a·b, then −‖a−b‖² = 2a·b − ‖a‖² − ‖b‖²
+			k.MustMulScalar_(ts.FloatScalar(2))
+			k.MustSub_(asq)
+			k.MustSub_(bsq)
+			k.MustClampMax_(ts.FloatScalar(0))
+			k.MustMulScalar_(ts.FloatScalar(1 / (2 * l)))
+			k.MustExp_()
+			s, _ := k.MustSum(gotch.Double, false).Float64()
 			total += s
 		}()
 	}
@@ -63,7 +69,7 @@ func MMD2(x, y *ts.Tensor, k RBF) (v float64, err error) {
 	sc := ts.NewScope()
 	defer sc.Close()
 	xf, yf := x.MustTotype(gotch.Float, false), y.MustTo(x.MustDevice(), false).MustTotype(gotch.Float, true)
-	const block = 2048
+	const block = 1024
 	kxx := blockSum(xf, xf, k.Lengthscale, block) - n // drop the diagonal: exp(0) = 1
 	kyy := blockSum(yf, yf, k.Lengthscale, block) - m
 	kxy := blockSum(xf, yf, k.Lengthscale, block)

@@ -51,7 +51,7 @@ func TestMMD2MatchesDirectSum(t *testing.T) {
 	sc := ts.NewScope()
 	defer sc.Close()
 	r := rand.New(rand.NewPCG(1, 2))
-	// 2500 rows cross the 2048-row block boundary.
+	// 2500 rows cross the 1024-row block boundaries.
 	x, xt := points(r, 2500, 0)
 	y, yt := points(r, 700, 0.7)
 	for _, k := range []RBF{PaperRBF, UnitRBF, {Lengthscale: 0.3, Variance: 2}} {
@@ -104,5 +104,18 @@ func TestBitsPerDim(t *testing.T) {
 	}
 	if got := BitsPerDim(3072*math.Ln2, 3072, 0); math.Abs(got-1) > 1e-12 {
 		t.Errorf("got %v", got)
+	}
+}
+
+func BenchmarkMMD2Paper10k(b *testing.B) {
+	sc := ts.NewScope()
+	defer sc.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	_, x := points(r, 10000, 0)
+	_, y := points(r, 10000, 0.1)
+	for i := 0; i < b.N; i++ {
+		if _, err := MMD2(x, y, PaperRBF); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -76,6 +76,7 @@ func Heatmap(title string, g Grid) *plot.Plot {
 	}
 	hm.Underflow, hm.Overflow = pal.Colors()[0], pal.Colors()[len(pal.Colors())-1]
 	hm.NaN = color.Black
+	hm.Rasterized = true // no seams between cells
 	p.Add(hm)
 	return p
 }
@@ -83,6 +84,13 @@ func Heatmap(title string, g Grid) *plot.Plot {
 // Histogram2D bins points (x,y pairs) into the grid's cells and draws the
 // normalised counts.
 func Histogram2D(title string, g Grid, xy []float32) *plot.Plot {
+	return Heatmap(title, Hist2D(g, xy))
+}
+
+// Hist2D bins points (x,y pairs) into the grid's cells as a density: counts
+// divided by the number of points and the cell area, so it integrates to
+// the fraction of points inside the grid.
+func Hist2D(g Grid, xy []float32) Grid {
 	h := NewGrid(g.X0, g.X1, g.Y0, g.Y1, g.Cols, g.Rows)
 	dx, dy := h.cell()
 	n := 0
@@ -97,7 +105,7 @@ func Histogram2D(title string, g Grid, xy []float32) *plot.Plot {
 	for i := range h.Z {
 		h.Z[i] /= float64(max(n, 1)) * dx * dy
 	}
-	return Heatmap(title, h)
+	return h
 }
 
 // field is a vector field sampled on a grid.

@@ -1,0 +1,185 @@
+// Command train trains a model from a config:
+//
+//	go run ./cmd/train -config realnvp_mog
+//	go run ./cmd/train -config glow_cifar10 --set run.device=cuda:0 --set optim.lr=5e-4
+//	go run ./cmd/train -resume runs/realnvp_mog-20261127-101500
+//
+// -config takes a path, or NAME for configs/NAME.yaml (also embedded in the
+// binary). -resume continues the run in a folder from its newest
+// checkpoint, with the config saved there; with no checkpoint yet it starts
+// the run there, so a preempted job can always be restarted with the same
+// command.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/data"
+	"github.com/mollify/mollify/experiments"
+	"github.com/mollify/mollify/models"
+	"github.com/mollify/mollify/mollification"
+	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/train"
+)
+
+type setFlags []string
+
+func (s *setFlags) String() string     { return strings.Join(*s, ",") }
+func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "train:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	runtime.LockOSThread()
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	name := fs.String("config", "", "config file or name under configs/ (default: demo)")
+	resume := fs.String("resume", "", "run folder to resume (or start, if it has no checkpoint)")
+	runDir := fs.String("run-dir", "", "run folder for a new run (default: run.out_dir/run.name-TIMESTAMP)")
+	var sets setFlags
+	fs.Var(&sets, "set", "override a config key: --set optim.lr=1e-3 (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (flags go before them; use --set key=value for overrides)", fs.Args())
+	}
+	var cfg *config.Config
+	var err error
+	dir := *resume
+	if dir != "" {
+		saved := filepath.Join(dir, config.ResolvedName)
+		if _, statErr := os.Stat(saved); statErr == nil {
+			if *name != "" {
+				return fmt.Errorf("-resume uses the config saved in %s; drop -config %s", saved, *name)
+			}
+			cfg, err = config.Load(saved, sets)
+		} else {
+			cfg, err = config.Load(*name, sets)
+		}
+	} else {
+		cfg, err = config.Load(*name, sets)
+		dir = *runDir
+		if dir == "" {
+			dir = filepath.Join(cfg.Run.OutDir, cfg.Run.Name+"-"+time.Now().Format("20060102-150405"))
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := cfg.Save(dir); err != nil {
+		return err
+	}
+	return trainRun(cfg, dir, *resume != "")
+}
+
+func trainRun(cfg *config.Config, dir string, resume bool) (err error) {
+	threads := cfg.Run.Threads
+	if threads <= 0 {
+		threads = nn.DefaultThreads()
+	}
+	nn.SetThreads(threads)
+	dev, err := nn.ParseDevice(cfg.Run.Device)
+	if err != nil {
+		return err
+	}
+	rng, err := nn.Seed(cfg.Run.Seed)
+	if err != nil {
+		return err
+	}
+	store := nn.NewStore(dev)
+	defer store.Close()
+	model, err := models.Build(cfg, store.Root())
+	if err != nil {
+		return err
+	}
+	o := cfg.Optim
+	oc := nn.OptimConfig{Name: o.Name, LR: o.LR, Eps: o.Eps, WeightDecay: o.WeightDecay}
+	if len(o.Betas) == 2 {
+		oc.Beta1, oc.Beta2 = o.Betas[0], o.Betas[1]
+	}
+	opt, err := nn.NewOptimizer(store, oc)
+	if err != nil {
+		return err
+	}
+	defer opt.Close()
+	moll, err := mollification.FromConfig(cfg, dev)
+	if err != nil {
+		return err
+	}
+	defer moll.Close()
+
+	t := &train.Trainer{Config: cfg, Dir: dir, Device: dev, Store: store, Model: model, Optim: opt, Mollifier: moll, RNG: rng, Log: os.Stderr}
+	t.Hooks = []train.Hook{train.ProgressHook(max(cfg.Run.LogEvery, 1)), train.MetricsHook(max(cfg.Run.LogEvery, 1))}
+	if cfg.Data.Is2D() {
+		// The data sets are drawn with a fixed seed, so runs that differ in
+		// run.seed train on the same points.
+		pts, err := data.NewPoints(cfg.Data.Dataset, cfg.Data.TrainSize, cfg.Data.TestSize, 0)
+		if err != nil {
+			return err
+		}
+		batches, err := data.NewPointBatches(pts.Train, cfg.Data.BatchSize, cfg.Data.DropLast, cfg.Run.Seed, dev)
+		if err != nil {
+			return err
+		}
+		t.Data = batches
+		m2, ok := model.(experiments.Model2D)
+		if !ok {
+			return fmt.Errorf("model %q cannot evaluate densities and sample, which the 2-D experiments need", cfg.Model.Name)
+		}
+		exp, err := experiments.NewToy2D(cfg, pts, m2, dev)
+		if err != nil {
+			return err
+		}
+		defer exp.Close()
+		t.Hooks = append(t.Hooks, exp.Hooks()...)
+	} else {
+		return fmt.Errorf("data.dataset %q: image training is not wired into cmd/train in this build yet", cfg.Data.Dataset)
+	}
+	t.Hooks = append(t.Hooks, train.CheckpointHook(cfg.Output.CheckpointEvery))
+	if resume {
+		switch err := t.Resume(); {
+		case err == nil:
+			fmt.Fprintf(os.Stderr, "resuming %s at step %d\n", dir, t.Steps())
+		case errors.Is(err, nn.ErrNoCheckpoint):
+			fmt.Fprintf(os.Stderr, "no checkpoint in %s: starting the run there\n", dir)
+		default:
+			return err
+		}
+	}
+	if err := writeEnv(dir, cfg, threads); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "run %s: %s on %s, %d parameters, %d threads, libtorch %s\n", dir, cfg.Model.Name, cfg.Run.Device, store.NumParams(), nn.Threads(), nn.TorchVersion())
+	start := time.Now()
+	if err := t.Run(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "done: %d steps in %s, run folder %s\n", t.Steps(), time.Since(start).Round(time.Second), dir)
+	return nil
+}
+
+// writeEnv records where and how the run ran.
+func writeEnv(dir string, cfg *config.Config, threads int) error {
+	host, _ := os.Hostname()
+	env := map[string]any{
+		"go": runtime.Version(), "libtorch": nn.TorchVersion(), "device": cfg.Run.Device,
+		"threads": threads, "host": host, "cpus": runtime.NumCPU(), "args": os.Args,
+		"started": time.Now().UTC().Format(time.RFC3339),
+	}
+	b, _ := json.MarshalIndent(env, "", "  ")
+	return os.WriteFile(filepath.Join(dir, "env.json"), b, 0o644)
+}

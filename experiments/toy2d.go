@@ -1,0 +1,337 @@
+package experiments
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/data"
+	"github.com/mollify/mollify/metrics"
+	"github.com/mollify/mollify/models"
+	"github.com/mollify/mollify/mollification"
+	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/plots"
+	"github.com/mollify/mollify/train"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/vg"
+)
+
+// Model2D is a 2-D density model that can sample.
+type Model2D interface {
+	models.Density
+	models.Sampler
+}
+
+// Toy2D evaluates and plots a run on 2-D data.
+type Toy2D struct {
+	Config *config.Config
+	Points *data.Points
+	Model  Model2D
+	Device gotch.Device
+
+	test      *ts.Tensor
+	grid      plots.Grid
+	snapshots []snapshot
+	curve     Curve
+	summary   Summary
+}
+
+type snapshot struct {
+	step    int
+	density plots.Grid
+	moll    mollification.Info
+}
+
+// Curve is the learning curve recorded during a run.
+type Curve struct {
+	Steps     []float64 `json:"steps"`
+	Loss      []float64 `json:"loss"`
+	EvalSteps []float64 `json:"eval_steps"`
+	MMD2Paper []float64 `json:"mmd2_paper"`
+	MMD2Unit  []float64 `json:"mmd2_unit"`
+}
+
+// Summary is written to summary.json at the end of a run.
+type Summary struct {
+	Name       string  `json:"name"`
+	Dataset    string  `json:"dataset"`
+	Seed       uint64  `json:"seed"`
+	Mollified  bool    `json:"mollified"`
+	Kind       string  `json:"kind"`
+	Schedule   string  `json:"schedule"`
+	Steps      int     `json:"steps"`
+	Skipped    int     `json:"skipped"`
+	MMD2Paper  float64 `json:"mmd2_paper_kernel"` // RBF l=1, σ²=1e-4 (eq. 17)
+	MMD2Unit   float64 `json:"mmd2_unit_kernel"`  // RBF l=1, σ²=1
+	TestNLL    float64 `json:"test_nll_nats"`
+	MMDSamples int     `json:"mmd_samples"`
+}
+
+// NewToy2D prepares evaluation on the test split of points.
+func NewToy2D(c *config.Config, pts *data.Points, m Model2D, device gotch.Device) (*Toy2D, error) {
+	t, err := func() (t *ts.Tensor, err error) {
+		sc := ts.NewScope()
+		defer sc.Close()
+		t, err = data.Tensor(pts.Test, device)
+		if err == nil {
+			sc.Detach(t)
+		}
+		return t, err
+	}()
+	if err != nil {
+		return nil, err
+	}
+	lim := 4.0
+	if pts.Name == data.VonMises {
+		lim = 2
+	}
+	return &Toy2D{Config: c, Points: pts, Model: m, Device: device, test: t, grid: plots.NewGrid(-lim, lim, -lim, lim, 120, 120)}, nil
+}
+
+// Close frees the test tensor.
+func (e *Toy2D) Close() { e.test.MustDrop() }
+
+// density evaluates p(x) of the model on the plot grid.
+func (e *Toy2D) density() (plots.Grid, error) {
+	sc := ts.NewScope()
+	defer sc.Close()
+	g := plots.NewGrid(e.grid.X0, e.grid.X1, e.grid.Y0, e.grid.Y1, e.grid.Cols, e.grid.Rows)
+	var out plots.Grid
+	var err error
+	ts.NoGrad(func() {
+		var x, lp *ts.Tensor
+		if x, err = data.Tensor(g.Points(), e.Device); err != nil {
+			return
+		}
+		if lp, err = e.Model.LogProb(x); err != nil {
+			return
+		}
+		vals := lp.MustExp(false).Float64Values()
+		copy(g.Z, vals)
+		out = g
+	})
+	return out, err
+}
+
+// score evaluates ∇ₓ log p(x) of the model on a coarse grid.
+func (e *Toy2D) score(g plots.Grid) (vx, vy []float64, err error) {
+	sc := ts.NewScope()
+	defer sc.Close()
+	defer nn.Recover(&err)
+	x, err := data.Tensor(g.Points(), e.Device)
+	if err != nil {
+		return nil, nil, err
+	}
+	x.MustRequiresGrad_(true)
+	lp, err := e.Model.LogProb(x)
+	if err != nil {
+		return nil, nil, err
+	}
+	grads, err := ts.RunBackward([]*ts.Tensor{lp.MustSum(gotch.Float, false)}, []*ts.Tensor{x}, false, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	v := grads[0].Float64Values()
+	vx, vy = make([]float64, len(v)/2), make([]float64, len(v)/2)
+	for i := range vx {
+		vx[i], vy[i] = v[2*i], v[2*i+1]
+	}
+	return vx, vy, nil
+}
+
+// evaluate computes MMD² (both kernels) on the test set against as many
+// model samples, and the test NLL.
+func (e *Toy2D) evaluate() (paper, unit, nll float64, err error) {
+	sc := ts.NewScope()
+	defer sc.Close()
+	defer nn.Recover(&err)
+	n := int64(e.Config.Eval.MMDSamples)
+	test := e.test
+	if n <= 0 || n > test.MustSize()[0] {
+		n = test.MustSize()[0]
+	}
+	test = test.MustNarrow(0, 0, n, false)
+	ts.NoGrad(func() {
+		var s, lp *ts.Tensor
+		if s, err = e.Model.Sample(n, 1); err != nil {
+			return
+		}
+		// MMD² is linear in the kernel variance: one kernel pass gives both.
+		if unit, err = metrics.MMD2(test, s, metrics.RBF{Lengthscale: e.Config.Eval.MMDLengthscale, Variance: 1}); err != nil {
+			return
+		}
+		paper = unit * e.Config.Eval.MMDVariance
+		if lp, err = e.Model.LogProb(test); err != nil {
+			return
+		}
+		nll, err = lp.MustMean(gotch.Float, true).MustNeg(true).Float64()
+	})
+	return paper, unit, nll, err
+}
+
+// Hooks returns the experiment's hooks: loss curve every run.log_every,
+// MMD² every eval.every and at the end, density snapshots every
+// output.samples_every, and figures plus summary.json at the end.
+func (e *Toy2D) Hooks() []train.Hook {
+	c := e.Config
+	hooks := []train.Hook{{Name: "curve", Every: max(c.Run.LogEvery, 1), Fn: func(t *train.Trainer, s *train.StepStats) error {
+		e.curve.Steps = append(e.curve.Steps, float64(t.Steps()))
+		e.curve.Loss = append(e.curve.Loss, s.Loss)
+		return nil
+	}}}
+	hooks = append(hooks, train.Hook{Name: "mmd", Every: c.Eval.Every, AtEnd: true, Fn: func(t *train.Trainer, s *train.StepStats) error {
+		paper, unit, nll, err := e.evaluate()
+		if err != nil {
+			return err
+		}
+		e.curve.EvalSteps = append(e.curve.EvalSteps, float64(t.Steps()))
+		e.curve.MMD2Paper = append(e.curve.MMD2Paper, paper)
+		e.curve.MMD2Unit = append(e.curve.MMD2Unit, unit)
+		e.summary.MMD2Paper, e.summary.MMD2Unit, e.summary.TestNLL = paper, unit, nll
+		fmt.Fprintf(t.Log, "eval step %d: MMD² %.4g (paper kernel σ²=%g) %.4g (unit kernel), test NLL %.4f nats\n", t.Steps(), paper, c.Eval.MMDVariance, unit, nll)
+		return t.Metric("eval", map[string]any{"mmd2_paper_kernel": paper, "mmd2_unit_kernel": unit, "test_nll": nll})
+	}})
+	if c.Output.Plots {
+		hooks = append(hooks, train.Hook{Name: "snapshot", Every: c.Output.SamplesEvery, AtEnd: true, Fn: func(t *train.Trainer, s *train.StepStats) error {
+			g, err := e.density()
+			if err != nil {
+				return err
+			}
+			e.snapshots = append(e.snapshots, snapshot{step: t.Steps(), density: g, moll: t.Mollifier.At(max(t.Steps()-1, 0))})
+			return nil
+		}})
+	}
+	hooks = append(hooks, train.Hook{Name: "summary", AtEnd: true, Fn: func(t *train.Trainer, s *train.StepStats) error {
+		e.summary.Name, e.summary.Dataset, e.summary.Seed = c.Run.Name, c.Data.Dataset, c.Run.Seed
+		e.summary.Mollified, e.summary.Kind, e.summary.Schedule = c.Mollification.Enabled, c.Mollification.Kind, c.Mollification.Schedule
+		e.summary.Steps, e.summary.Skipped, e.summary.MMDSamples = t.Steps(), t.Skipped(), c.Eval.MMDSamples
+		if c.Output.Plots {
+			if err := e.figures(t); err != nil {
+				return err
+			}
+		}
+		b, _ := json.MarshalIndent(struct {
+			Summary
+			Curve Curve `json:"curve"`
+		}{e.summary, e.curve}, "", "  ")
+		return os.WriteFile(filepath.Join(t.Dir, "summary.json"), b, 0o644)
+	}})
+	return hooks
+}
+
+// trueDensity is the data density on the grid (MoG: analytic; von Mises,
+// which has no density in R²: a histogram of the test set).
+func (e *Toy2D) trueDensity() *plot.Plot {
+	if e.Points.Name == data.MoG {
+		g := plots.NewGrid(e.grid.X0, e.grid.X1, e.grid.Y0, e.grid.Y1, e.grid.Cols, e.grid.Rows)
+		for r := 0; r < g.Rows; r++ {
+			for c := 0; c < g.Cols; c++ {
+				g.Z[r*g.Cols+c] = math.Exp(data.MoGLogDensity(g.X(c), g.Y(r)))
+			}
+		}
+		return plots.Heatmap("true density", g)
+	}
+	return plots.Histogram2D("test data", e.grid, e.Points.Test)
+}
+
+// mollifiedData is the test set mollified as the training data were at a
+// mollification state (Fig. 4, bottom row).
+func mollifiedData(pts []float32, info mollification.Info, seed uint64) []float32 {
+	if !info.Active || info.Kind != mollification.KindGaussian {
+		return pts
+	}
+	r := rand.New(rand.NewPCG(seed, 7))
+	a, s := math.Sqrt(1-info.Sigma2), math.Sqrt(info.Sigma2)
+	out := make([]float32, len(pts))
+	for i, v := range pts {
+		out[i] = float32(a*float64(v) + s*r.NormFloat64())
+	}
+	return out
+}
+
+func (e *Toy2D) figures(t *train.Trainer) error {
+	est, err := e.density()
+	if err != nil {
+		return err
+	}
+	coarse := plots.NewGrid(e.grid.X0, e.grid.X1, e.grid.Y0, e.grid.Y1, 22, 22)
+	vx, vy, err := e.score(coarse)
+	if err != nil {
+		return err
+	}
+	var samples []float32
+	err = func() (err error) {
+		sc := ts.NewScope()
+		defer sc.Close()
+		defer nn.Recover(&err)
+		ts.NoGrad(func() {
+			var s *ts.Tensor
+			if s, err = e.Model.Sample(int64(len(e.Points.Test)/2), 1); err == nil {
+				var b []byte
+				if b, err = s.MustTo(gotch.CPU, false).Bytes(); err == nil {
+					samples = bytesToFloat32(b)
+				}
+			}
+		})
+		return err
+	}()
+	if err != nil {
+		return err
+	}
+	row := []*plot.Plot{
+		e.trueDensity(),
+		plots.Heatmap(fmt.Sprintf("estimated density (MMD² %.3g)", e.summary.MMD2Paper), est),
+		plots.Histogram2D("model samples", e.grid, samples),
+		plots.ScoreField("estimated score ∇x log p", coarse, vx, vy),
+	}
+	if e.Points.Name == data.MoG {
+		tx, ty := make([]float64, len(vx)), make([]float64, len(vy))
+		for r := 0; r < coarse.Rows; r++ {
+			for c := 0; c < coarse.Cols; c++ {
+				const h = 1e-4
+				x, y := coarse.X(c), coarse.Y(r)
+				tx[r*coarse.Cols+c] = (data.MoGLogDensity(x+h, y) - data.MoGLogDensity(x-h, y)) / (2 * h)
+				ty[r*coarse.Cols+c] = (data.MoGLogDensity(x, y+h) - data.MoGLogDensity(x, y-h)) / (2 * h)
+			}
+		}
+		row = append(row, plots.ScoreField("true score", coarse, tx, ty))
+	}
+	if err := plots.SaveTiles(filepath.Join(t.Dir, "density.png"), [][]*plot.Plot{row}, 3.2*vg.Inch); err != nil {
+		return err
+	}
+	if len(e.snapshots) > 0 {
+		var dens, moll []*plot.Plot
+		for _, s := range e.snapshots {
+			dens = append(dens, plots.Heatmap(fmt.Sprintf("step %d", s.step), s.density))
+			moll = append(moll, plots.Histogram2D(fmt.Sprintf("training data, %s", s.moll), e.grid, mollifiedData(e.Points.Test, s.moll, uint64(s.step))))
+		}
+		if err := plots.SaveTiles(filepath.Join(t.Dir, "progression.png"), [][]*plot.Plot{dens, moll}, 2.4*vg.Inch); err != nil {
+			return err
+		}
+	}
+	loss, err := plots.Curves("training loss", "step", "NLL (nats)", false, plots.Series{Name: "train loss", X: e.curve.Steps, Y: e.curve.Loss})
+	if err != nil {
+		return err
+	}
+	mmd, err := plots.Curves("MMD² on held-out data", "step", "MMD²", true,
+		plots.Series{Name: fmt.Sprintf("paper kernel (σ²=%g)", e.Config.Eval.MMDVariance), X: e.curve.EvalSteps, Y: e.curve.MMD2Paper},
+		plots.Series{Name: "unit kernel (σ²=1)", X: e.curve.EvalSteps, Y: e.curve.MMD2Unit})
+	if err != nil {
+		return err
+	}
+	return plots.SaveTiles(filepath.Join(t.Dir, "curves.png"), [][]*plot.Plot{{loss, mmd}}, 4*vg.Inch)
+}
+
+func bytesToFloat32(b []byte) []float32 {
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(uint32(b[4*i]) | uint32(b[4*i+1])<<8 | uint32(b[4*i+2])<<16 | uint32(b[4*i+3])<<24)
+	}
+	return out
+}

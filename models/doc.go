@@ -1,0 +1,9 @@
+// Package models builds the model named by a config (model.name) on an
+// nn.Path and adapts it to the training loop.
+//
+// Every model implements train.Model (Loss: the mean training loss of a
+// batch, in nats per example). Models that can also evaluate a density
+// implement Density (log p(x) per example, nats) and those that generate
+// implement Sampler (samples in the data space the model was trained on).
+// Tensors returned belong to the caller's open ts.Scope.
+package models

@@ -1,0 +1,64 @@
+package plots
+
+import (
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/vg"
+)
+
+func TestHistogramIsADensity(t *testing.T) {
+	g := NewGrid(-1, 1, -1, 1, 4, 4)
+	pts := []float32{-0.9, -0.9, 0.1, 0.1, 0.2, 0.3, 0.9, 0.9, 5, 5}
+	h := Hist2D(g, pts)
+	dx, dy := h.cell()
+	var mass float64
+	for _, z := range h.Z {
+		mass += z * dx * dy
+	}
+	if math.Abs(mass-0.8) > 1e-12 {
+		t.Errorf("mass inside the grid %v, want 0.8 (4 of 5 points)", mass)
+	}
+	// (0.1,0.1) and (0.2,0.3) share the cell [0,0.5)²: 2/5 of the mass.
+	if got := h.Z[2*4+2] * dx * dy; math.Abs(got-0.4) > 1e-12 {
+		t.Errorf("cell (2,2) holds %v, want 0.4", got)
+	}
+}
+
+func TestSaveTilesWritesPNG(t *testing.T) {
+	g := NewGrid(-2, 2, -2, 2, 10, 10)
+	for i := range g.Z {
+		g.Z[i] = float64(i)
+	}
+	vx, vy := make([]float64, 100), make([]float64, 100)
+	for i := range vx {
+		vx[i], vy[i] = 1, -float64(i%3)
+	}
+	c, err := Curves("c", "x", "y", true, Series{Name: "a", X: []float64{1, 2, 3}, Y: []float64{1, 0, 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "sub", "fig.png")
+	if err := SaveTiles(path, [][]*plot.Plot{{Heatmap("h", g), ScoreField("s", g, vx, vy)}, {c}}, 2*vg.Inch); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := png.DecodeConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Width != 2*2*96 || cfg.Height != 2*2*96 {
+		t.Errorf("PNG is %dx%d, want 384x384 (2×2 tiles of 2 inches at 96 dpi)", cfg.Width, cfg.Height)
+	}
+	if err := SaveTiles(path, nil, vg.Inch); err == nil {
+		t.Error("saving no plots should be an error")
+	}
+}
