@@ -36,7 +36,7 @@ func blockSum(a, b *ts.Tensor, l float64, block int64) float64 {
 			defer sc.Close()
 			ai := a.MustNarrow(0, i, min(block, na-i), false)
 			asq := ai.MustSquare(false).MustSumDimIntlist([]int64{1}, false, gotch.Float, true).MustUnsqueeze(1, true) // (r, 1)
-			k := ai.MustMatmul(bt, false) // a·b, then −‖a−b‖² = 2a·b − ‖a‖² − ‖b‖²
+			k := ai.MustMatmul(bt, false)                                                                              // a·b, then −‖a−b‖² = 2a·b − ‖a‖² − ‖b‖²
 			k.MustMulScalar_(ts.FloatScalar(2))
 			k.MustSub_(asq)
 			k.MustSub_(bsq)
