@@ -63,10 +63,14 @@ func run(args []string) error {
 	if dir != "" {
 		saved := filepath.Join(dir, config.ResolvedName)
 		if _, statErr := os.Stat(saved); statErr == nil {
-			if *name != "" {
-				return fmt.Errorf("-resume uses the config saved in %s; drop -config %s", saved, *name)
-			}
 			cfg, err = config.Load(saved, sets)
+			if err == nil && *name != "" {
+				// Restarting a job with its original command line is fine as
+				// long as it describes the same run.
+				if err = sameRun(cfg, *name, sets, saved); err != nil {
+					return err
+				}
+			}
 		} else {
 			cfg, err = config.Load(*name, sets)
 		}
@@ -169,6 +173,27 @@ func trainRun(cfg *config.Config, dir string, resume bool) (err error) {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "done: %d steps in %s, run folder %s\n", t.Steps(), time.Since(start).Round(time.Second), dir)
+	return nil
+}
+
+// sameRun checks that -config name with sets resolves to the config saved
+// in a run folder.
+func sameRun(saved *config.Config, name string, sets []string, path string) error {
+	asked, err := config.Load(name, sets)
+	if err != nil {
+		return err
+	}
+	a, err := asked.YAML()
+	if err != nil {
+		return err
+	}
+	b, err := saved.YAML()
+	if err != nil {
+		return err
+	}
+	if string(a) != string(b) {
+		return fmt.Errorf("-resume: %s was started with a different config than -config %s %v; resume without -config, or use a new run folder", path, name, sets)
+	}
 	return nil
 }
 
