@@ -435,3 +435,41 @@ func TestFinalizersDuringOps(t *testing.T) {
 		}
 	}
 }
+
+// A tensor handle costs a few dozen bytes of Go heap: gotch allocated a
+// 100 KB ballast, a name and a map entry per tensor.
+func TestTensorHandlesAreSmall(t *testing.T) {
+	x := Ones([]int64{2}, gotch.CPU)
+	defer x.MustDrop()
+	live := ts.LiveTensors()
+	const n = 20000
+	keep := make([]*ts.Tensor, 0, n)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	sc := ts.NewScope()
+	for i := 0; i < n; i++ {
+		keep = append(keep, x.MustShallowClone())
+	}
+	runtime.ReadMemStats(&after)
+	if got := ts.LiveTensors(); got < n {
+		t.Errorf("%d live tensors inside the scope, want at least %d", got, n)
+	}
+	sc.Close()
+	if perTensor := float64(after.TotalAlloc-before.TotalAlloc) / n; perTensor > 256 {
+		t.Errorf("%.0f bytes of Go heap allocated per tensor handle, want < 256", perTensor)
+	}
+	// Earlier tests' unscoped tensors may be finalized meanwhile, so the
+	// count can only have gone down.
+	if got := ts.LiveTensors(); got > live {
+		t.Errorf("%d live tensors after the scope, want at most %d", got, live)
+	}
+	var err error
+	func() {
+		defer Recover(&err)
+		keep[n-1].MustDefined() // hand-written methods also check for freed tensors
+	}()
+	if !errors.Is(err, ts.ErrFreedTensor) {
+		t.Errorf("MustDefined on a freed tensor: %v", err)
+	}
+}

@@ -20,8 +20,8 @@ import (
 //     call (torch's error slot and grad mode are thread-local) and keeps its
 //     tensor and scalar arguments alive until it returns (runtime.KeepAlive), so a
 //     finalizer can never free a tensor in the middle of a C call.
-//  2. Generated methods panic with a clear message when called on a freed
-//     tensor instead of dereferencing a null pointer in C++.
+//  2. Methods that reach C panic with a clear message when called on a
+//     freed tensor instead of dereferencing a null pointer in C++.
 //  3. Output slots come from Go memory instead of a leaked C.malloc(0) that
 //     C++ then wrote past.
 //  4. In-place ops free the extra handle libtorch returns instead of
@@ -131,7 +131,7 @@ func rewriteFile(path string, isTS bool) error {
 				}
 				t.WriteString("\t}()\n")
 			}
-			if generated && isMethod {
+			if isMethod && fn.Name.Name != "Drop" {
 				fmt.Fprintf(&t, "\tif ts.ctensor == nil {\n\t\tpanic(freedTensorError(%q))\n\t}\n", fn.Name.Name)
 			}
 			ins = append(ins, insertion{fset.Position(fn.Body.Lbrace).Offset + 1, t.String()})
