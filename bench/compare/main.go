@@ -21,6 +21,8 @@ type result struct {
 	FinalNLL  float64 `json:"final_nll"`
 	Threads   int     `json:"threads"`
 	Torch     string  `json:"torch"`
+	MollUS    float64 `json:"mollify_us"`
+	MollShare float64 `json:"mollify_share_of_step"`
 }
 
 func main() {
@@ -65,6 +67,11 @@ func main() {
 			rss = max(rss, r.PeakRSSMB)
 		}
 		fmt.Printf("| %s | %.1f | %.2f× | %.1f | %.4f | %d | %s |\n", impl, sps, sps/base, rss, rs[0].FinalNLL, rs[0].Threads, rs[0].Torch)
+	}
+	if g := runs["go"]; len(g) > 0 && g[0].MollUS > 0 {
+		us := median(g, func(r result) float64 { return r.MollUS })
+		share := median(g, func(r result) float64 { return r.MollShare })
+		fmt.Printf("\nGaussian mollification of one batch (Go, median of %d): %.1f µs = %.2f%% of a Go training step (limit 1%%)\n", len(g), us, 100*share)
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mollify/mollify/flows"
+	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -117,6 +118,25 @@ func run(steps, warmup, threads int, batch int64, seed uint64, device string, rs
 		}
 	}
 	el := time.Since(start).Seconds()
+	// The cost of Gaussian mollification of one batch, as the trainer calls
+	// it once per step (sigmoid schedule, mid-phase).
+	moll, err := mollification.NewGaussian(mollification.DefaultSigmoid(), 2*steps)
+	if err != nil {
+		return err
+	}
+	const mollCalls = 5000
+	mstart := time.Now()
+	for i := 0; i < mollCalls; i++ {
+		func() {
+			sc := ts.NewScope()
+			defer sc.Close()
+			x := data.MustNarrow(0, (int64(i)*batch)%(n-batch), batch, false)
+			if _, _, err = moll.Mollify(x, steps/2+i%steps); err != nil {
+				panic(err)
+			}
+		}()
+	}
+	mollUS := time.Since(mstart).Seconds() / mollCalls * 1e6
 	var loss float64
 	func() {
 		sc := ts.NewScope()
@@ -129,6 +149,7 @@ func run(steps, warmup, threads int, batch int64, seed uint64, device string, rs
 		"impl": "go", "steps": steps, "seconds": el, "steps_per_s": float64(steps) / el,
 		"peak_rss_mb": peakRSSMB(), "rss_mb": rssMB(), "final_nll": loss, "threads": nn.Threads(),
 		"live_tensors": ts.LiveTensors(), "torch": nn.TorchVersion(), "gogc": gc,
+		"mollify_us": mollUS, "mollify_share_of_step": mollUS / (el / float64(steps) * 1e6),
 	}
 	if len(trace) > 0 {
 		out["rss_trace_mb"] = trace
