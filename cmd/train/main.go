@@ -8,7 +8,8 @@
 // binary). -resume continues the run in a folder from its newest
 // checkpoint, with the config saved there; with no checkpoint yet it starts
 // the run there, so a preempted job can always be restarted with the same
-// command.
+// command. With -resume and -config, the two must describe the same run;
+// with -resume alone, --set overrides the saved config (e.g. run.device).
 package main
 
 import (
@@ -63,13 +64,15 @@ func run(args []string) error {
 	if dir != "" {
 		saved := filepath.Join(dir, config.ResolvedName)
 		if _, statErr := os.Stat(saved); statErr == nil {
-			cfg, err = config.Load(saved, sets)
-			if err == nil && *name != "" {
+			if *name != "" {
 				// Restarting a job with its original command line is fine as
 				// long as it describes the same run.
-				if err = sameRun(cfg, *name, sets, saved); err != nil {
-					return err
+				if cfg, err = config.Load(saved, nil); err == nil {
+					err = sameRun(cfg, *name, sets, saved)
 				}
+			} else {
+				// Without -config, --set overrides the saved run (e.g. the device).
+				cfg, err = config.Load(saved, sets)
 			}
 		} else {
 			cfg, err = config.Load(*name, sets)
@@ -183,11 +186,13 @@ func sameRun(saved *config.Config, name string, sets []string, path string) erro
 	if err != nil {
 		return err
 	}
+	s := *saved
+	asked.Source, s.Source = "", "" // only the settings must match
 	a, err := asked.YAML()
 	if err != nil {
 		return err
 	}
-	b, err := saved.YAML()
+	b, err := s.YAML()
 	if err != nil {
 		return err
 	}
