@@ -62,3 +62,27 @@ func TestSaveTilesWritesPNG(t *testing.T) {
 		t.Error("saving no plots should be an error")
 	}
 }
+
+func TestImageGrid(t *testing.T) {
+	// Two 1×2×2 images: a black one and a white one, in one row with 1px padding.
+	pix := []uint8{0, 0, 0, 0, 255, 255, 255, 255}
+	img, err := ImageGrid(pix, 2, 1, 2, 2, 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != 7 || b.Dy() != 4 {
+		t.Fatalf("grid is %v, want 7×4", b)
+	}
+	if c := img.RGBAAt(1, 1); c.R != 0 {
+		t.Errorf("first image pixel %v, want black", c)
+	}
+	if c := img.RGBAAt(4, 2); c.R != 255 || c.G != 255 {
+		t.Errorf("second image pixel %v, want white", c)
+	}
+	if _, err := ImageGrid(pix, 2, 2, 2, 2, 2, 1); err == nil {
+		t.Error("2 channels should be an error")
+	}
+	if _, err := ImageGrid(pix[:5], 2, 1, 2, 2, 2, 1); err == nil {
+		t.Error("a short buffer should be an error")
+	}
+}
