@@ -62,12 +62,12 @@ func TestPstrfReconstructs(t *testing.T) {
 			n := c.n
 			orig := randPSD(r, n, c.k)
 			a := append([]float64(nil), orig...)
-			piv, rank, minRes := Pstrf(n, a, n, -1)
+			piv, rank, res := Pstrf(n, a, n, -1)
 			if rank != c.rank {
 				t.Fatalf("rank %d, want %d", rank, c.rank)
 			}
-			if minRes < -1e-12 {
-				t.Fatalf("min residual %v on a PSD matrix", minRes)
+			if res > 1e-12 {
+				t.Fatalf("residual %v on a PSD matrix", res)
 			}
 			l := make([]float64, n*rank)
 			for j := 0; j < rank; j++ {
@@ -90,10 +90,25 @@ func TestPstrfReconstructs(t *testing.T) {
 }
 
 func TestPstrfReportsIndefinite(t *testing.T) {
-	a := []float64{1, 0, 0, -2} // diag(1, -2)
-	_, rank, minRes := Pstrf(2, a, 2, -1)
-	if rank != 1 || minRes != -2 {
-		t.Fatalf("rank %d, min residual %v; want 1, -2", rank, minRes)
+	cases := []struct {
+		name     string
+		n        int
+		a        []float64
+		rank     int
+		residual float64
+	}{
+		{"negative pivot", 2, []float64{1, 0, 0, -2}, 1, 2},
+		{"zero diagonal", 2, []float64{0, 1, 1, 0}, 0, 1},
+		// [[1,1,0],[1,1,2],[0,2,1]]: after one step the complement is [[0,2],[2,1]]:
+		// the second pivot (1) is fine, then [0 − 2·2/1] = [−4] remains.
+		{"coupled", 3, []float64{1, 1, 0, 1, 1, 2, 0, 2, 1}, 2, 4},
+		{"zero", 2, []float64{0, 0, 0, 0}, 0, 0},
+	}
+	for _, c := range cases {
+		_, rank, res := Pstrf(c.n, c.a, c.n, -1)
+		if rank != c.rank || math.Abs(res-c.residual) > 1e-15 {
+			t.Errorf("%s: rank %d residual %v; want %d, %v", c.name, rank, res, c.rank, c.residual)
+		}
 	}
 }
 

@@ -20,64 +20,81 @@ const (
 // parallelFlops is the work (m·n·k) above which Gemm uses all Ps.
 const parallelFlops = 1 << 21
 
+// minChunk is the smallest slice of rows or columns a goroutine takes: below
+// it, re-packing the other operand costs more than the parallelism gives.
+const minChunk = 192
+
 // Gemm computes C += alpha·op(A)·op(B) for column-major matrices, where
 // op(X) is X or Xᵀ (transA, transB), op(A) is m×k, op(B) is k×n and C is m×n.
+//
+// In parallel, the larger of m and n is cut into chunks that goroutines
+// take from a counter, each running the serial blocked algorithm with its
+// own packing buffers: no barriers, and a core slowed by other work simply
+// takes fewer chunks.
 func Gemm(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
 	if m == 0 || n == 0 || k == 0 || alpha == 0 {
 		return
 	}
-	workers := 1
-	if m*n*k >= parallelFlops {
-		workers = runtime.GOMAXPROCS(0)
+	workers := runtime.GOMAXPROCS(0)
+	if m*n*k < parallelFlops || workers == 1 || max(m, n) < 2*minChunk {
+		gemmSerial(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc)
+		return
 	}
-	nBlocksM := (m + mc - 1) / mc
-	if workers > nBlocksM {
-		workers = nBlocksM
+	splitRows := m >= n
+	size, unit := n, nr
+	if splitRows {
+		size, unit = m, mr
 	}
+	chunk := roundUp(max(minChunk, size/(4*workers)), unit)
+	nChunks := (size + chunk - 1) / chunk
+	workers = min(workers, nChunks)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i0 := int(next.Add(1)-1) * chunk
+				if i0 >= size {
+					return
+				}
+				cnt := min(chunk, size-i0)
+				if splitRows {
+					aa := a[i0:]
+					if transA {
+						aa = a[i0*lda:]
+					}
+					gemmSerial(transA, transB, cnt, n, k, alpha, aa, lda, b, ldb, c[i0:], ldc)
+				} else {
+					bb := b[i0*ldb:]
+					if transB {
+						bb = b[i0:]
+					}
+					gemmSerial(transA, transB, m, cnt, k, alpha, a, lda, bb, ldb, c[i0*ldc:], ldc)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// gemmSerial is the blocked algorithm on one goroutine.
+func gemmSerial(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
 	bp := getBuf(kc * roundUp(min(n, nc), nr))
+	ap := getBuf(roundUp(min(m, mc), mr) * kc)
 	defer putBuf(bp)
-	aps := make([]*[]float64, workers)
-	for w := range aps {
-		aps[w] = getBuf(roundUp(min(m, mc), mr) * kc)
-	}
-	defer func() {
-		for _, ap := range aps {
-			putBuf(ap)
-		}
-	}()
+	defer putBuf(ap)
 	for jc := 0; jc < n; jc += nc {
 		nb := min(nc, n-jc)
 		for pc := 0; pc < k; pc += kc {
 			kb := min(kc, k-pc)
 			packB(transB, kb, nb, b, ldb, pc, jc, *bp)
-			block := func(w, ic int) {
+			for ic := 0; ic < m; ic += mc {
 				mb := min(mc, m-ic)
-				ap := *aps[w]
-				packA(transA, mb, kb, alpha, a, lda, ic, pc, ap)
-				macroKernel(mb, nb, kb, ap, *bp, c[ic+jc*ldc:], ldc)
+				packA(transA, mb, kb, alpha, a, lda, ic, pc, *ap)
+				macroKernel(mb, nb, kb, *ap, *bp, c[ic+jc*ldc:], ldc)
 			}
-			if workers == 1 {
-				for ic := 0; ic < m; ic += mc {
-					block(0, ic)
-				}
-				continue
-			}
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			for w := 0; w < workers; w++ {
-				wg.Add(1)
-				go func(w int) {
-					defer wg.Done()
-					for {
-						ic := int(next.Add(1)-1) * mc
-						if ic >= m {
-							return
-						}
-						block(w, ic)
-					}
-				}(w)
-			}
-			wg.Wait()
 		}
 	}
 }

@@ -14,10 +14,11 @@ const pstrfBlock = 64
 // LAPACK dpstrf('L') blocked. It stops at the first pivot ≤ tol (tol < 0: the
 // LAPACK default n·ε·max diag(A)): rank is the number of columns of L, which
 // are left in the lower trapezoid of A[:, 0:rank]. piv[i] is the row of A
-// that became row i. minResidual is the smallest diagonal entry of the
-// Schur complement left when the factorisation stopped (0 at full rank);
-// a clearly negative value means A was not positive semidefinite.
-func Pstrf(n int, a []float64, lda int, tol float64) (piv []int, rank int, minResidual float64) {
+// that became row i. residual is the largest |entry| of the Schur complement
+// left when the factorisation stopped (0 at full rank): for a positive
+// semidefinite A it is at most the stopping pivot, so a larger value means A
+// was not positive semidefinite. The rest of A is scratch.
+func Pstrf(n int, a []float64, lda int, tol float64) (piv []int, rank int, residual float64) {
 	piv = make([]int, n)
 	for i := range piv {
 		piv[i] = i
@@ -32,7 +33,7 @@ func Pstrf(n int, a []float64, lda int, tol float64) (piv []int, rank int, minRe
 		}
 	}
 	if !(maxDiag > 0) {
-		return piv, 0, minDiag(n, a, lda)
+		return piv, 0, maxAbsLower(n, a, lda)
 	}
 	dstop := tol
 	if tol < 0 {
@@ -56,11 +57,10 @@ func Pstrf(n int, a []float64, lda int, tol float64) (piv []int, rank int, minRe
 				}
 			}
 			if ajj <= dstop || math.IsNaN(ajj) {
-				mr := math.Inf(1)
-				for i := j; i < n; i++ {
-					mr = math.Min(mr, work[n+i])
-				}
-				return piv, j, mr
+				// Finish the Schur complement: apply this block's columns.
+				m := n - j
+				SyrkLower(false, m, j-k, -1, a[j+k*lda:], lda, a[j+j*lda:], lda)
+				return piv, j, maxAbsLower(m, a[j+j*lda:], lda)
 			}
 			if pvt != j {
 				a[pvt+pvt*lda] = a[j+j*lda]
@@ -99,10 +99,16 @@ func Pstrf(n int, a []float64, lda int, tol float64) (piv []int, rank int, minRe
 	return piv, n, 0
 }
 
-func minDiag(n int, a []float64, lda int) float64 {
-	m := math.Inf(1)
-	for i := 0; i < n; i++ {
-		m = math.Min(m, a[i+i*lda])
+// maxAbsLower is the largest |entry| of a lower triangle; NaN if any is NaN.
+func maxAbsLower(n int, a []float64, lda int) float64 {
+	var m float64
+	for j := 0; j < n; j++ {
+		for _, v := range a[j+j*lda : n+j*lda] {
+			if math.IsNaN(v) {
+				return v
+			}
+			m = math.Max(m, math.Abs(v))
+		}
 	}
 	return m
 }

@@ -1,0 +1,19 @@
+// Package fid computes the Fréchet Inception Distance the way pytorch-fid
+// does, with the pure-Go parts in this package and its sub-packages:
+//
+//   - Accumulator streams feature rows (n×d, float32 or float64) into the
+//     mean and the unbiased covariance (numpy's np.mean and
+//     np.cov(rowvar=False), ddof=1) in float64, so 50k activations never sit
+//     in memory.
+//   - FrechetDistance compares two Stats: ‖μ1−μ2‖² + tr Σ1 + tr Σ2 −
+//     2·tr sqrt(Σ1Σ2). The default Symmetric method is fast and never
+//     complex; the Scipy method reproduces pytorch-fid's scipy.linalg.sqrtm
+//     path, including its "Imaginary component" failure, for parity checks.
+//   - LoadStats and SaveStats read and write pytorch-fid's .npz statistics
+//     files (mu (d,), sigma (d,d), float64), through fid/npz.
+//   - fid/torchfile reads PyTorch weight files (legacy and zip torch.save
+//     formats) without Python, for the Inception weights.
+//
+// Conventions: statistics are float64; Sigma is a row-major d×d *mat.Dense.
+// Nothing here touches libtorch, so nothing here needs freeing.
+package fid
