@@ -71,6 +71,12 @@ type Summary struct {
 	MMD2Unit   float64 `json:"mmd2_unit_kernel"`  // RBF l=1, σ²=1
 	TestNLL    float64 `json:"test_nll_nats"`
 	MMDSamples int     `json:"mmd_samples"`
+	// For data with a density (MoG): the test NLL under the true density
+	// (the floor TestNLL can reach) and the mean squared error between the
+	// model's and the true score ∇x log p over a uniform grid on the plot
+	// box, which weighs the low-density regions the paper's Fig. 1 is about.
+	TrueTestNLL *float64 `json:"true_test_nll_nats,omitempty"`
+	ScoreMSE    *float64 `json:"score_mse_grid,omitempty"`
 }
 
 // NewToy2D prepares evaluation on the test split of points.
@@ -211,6 +217,13 @@ func (e *Toy2D) Hooks() []train.Hook {
 		e.summary.Name, e.summary.Dataset, e.summary.Seed = c.Run.Name, c.Data.Dataset, c.Run.Seed
 		e.summary.Mollified, e.summary.Kind, e.summary.Schedule = c.Mollification.Enabled, c.Mollification.Kind, c.Mollification.Schedule
 		e.summary.Steps, e.summary.Skipped, e.summary.MMDSamples = t.Steps(), t.Skipped(), c.Eval.MMDSamples
+		if e.Points.Name == data.MoG {
+			nll, mse, err := e.againstTruth()
+			if err != nil {
+				return err
+			}
+			e.summary.TrueTestNLL, e.summary.ScoreMSE = &nll, &mse
+		}
 		if c.Output.Plots {
 			if err := e.figures(t); err != nil {
 				return err
@@ -223,6 +236,36 @@ func (e *Toy2D) Hooks() []train.Hook {
 		return os.WriteFile(filepath.Join(t.Dir, "summary.json"), b, 0o644)
 	}})
 	return hooks
+}
+
+// mogScore is the true score ∇ log p of the MoG at (x, y).
+func mogScore(x, y float64) (float64, float64) {
+	const h = 1e-4
+	return (data.MoGLogDensity(x+h, y) - data.MoGLogDensity(x-h, y)) / (2 * h),
+		(data.MoGLogDensity(x, y+h) - data.MoGLogDensity(x, y-h)) / (2 * h)
+}
+
+// againstTruth compares the model with the true MoG: the test NLL under the
+// true density, and the score MSE on a 60×60 grid over the plot box.
+func (e *Toy2D) againstTruth() (trueNLL, scoreMSE float64, err error) {
+	n := len(e.Points.Test) / 2
+	for i := 0; i < n; i++ {
+		trueNLL -= data.MoGLogDensity(float64(e.Points.Test[2*i]), float64(e.Points.Test[2*i+1]))
+	}
+	trueNLL /= float64(n)
+	g := plots.NewGrid(e.grid.X0, e.grid.X1, e.grid.Y0, e.grid.Y1, 60, 60)
+	vx, vy, err := e.score(g)
+	if err != nil {
+		return 0, 0, err
+	}
+	for r := 0; r < g.Rows; r++ {
+		for c := 0; c < g.Cols; c++ {
+			tx, ty := mogScore(g.X(c), g.Y(r))
+			i := r*g.Cols + c
+			scoreMSE += (vx[i]-tx)*(vx[i]-tx) + (vy[i]-ty)*(vy[i]-ty)
+		}
+	}
+	return trueNLL, scoreMSE / float64(g.Cols*g.Rows), nil
 }
 
 // trueDensity is the data density on the grid (MoG: analytic; von Mises,
@@ -294,10 +337,7 @@ func (e *Toy2D) figures(t *train.Trainer) error {
 		tx, ty := make([]float64, len(vx)), make([]float64, len(vy))
 		for r := 0; r < coarse.Rows; r++ {
 			for c := 0; c < coarse.Cols; c++ {
-				const h = 1e-4
-				x, y := coarse.X(c), coarse.Y(r)
-				tx[r*coarse.Cols+c] = (data.MoGLogDensity(x+h, y) - data.MoGLogDensity(x-h, y)) / (2 * h)
-				ty[r*coarse.Cols+c] = (data.MoGLogDensity(x, y+h) - data.MoGLogDensity(x, y-h)) / (2 * h)
+				tx[r*coarse.Cols+c], ty[r*coarse.Cols+c] = mogScore(coarse.X(c), coarse.Y(r))
 			}
 		}
 		row = append(row, plots.ScoreField("true score", coarse, tx, ty))

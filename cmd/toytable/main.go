@@ -15,13 +15,15 @@ import (
 )
 
 type summary struct {
-	Dataset   string  `json:"dataset"`
-	Seed      uint64  `json:"seed"`
-	Mollified bool    `json:"mollified"`
-	Steps     int     `json:"steps"`
-	MMD2Paper float64 `json:"mmd2_paper_kernel"`
-	MMD2Unit  float64 `json:"mmd2_unit_kernel"`
-	TestNLL   float64 `json:"test_nll_nats"`
+	Dataset   string   `json:"dataset"`
+	Seed      uint64   `json:"seed"`
+	Mollified bool     `json:"mollified"`
+	Steps     int      `json:"steps"`
+	MMD2Paper float64  `json:"mmd2_paper_kernel"`
+	MMD2Unit  float64  `json:"mmd2_unit_kernel"`
+	TestNLL   float64  `json:"test_nll_nats"`
+	TrueNLL   *float64 `json:"true_test_nll_nats"`
+	ScoreMSE  *float64 `json:"score_mse_grid"`
 }
 
 // The paper's Fig. 4 and Fig. 6 values (MMD², units not stated).
@@ -75,15 +77,26 @@ func main() {
 		}
 		return !keys[i].moll && keys[j].moll
 	})
-	fmt.Println("| data | training | seeds | steps | MMD² ×1e5, paper kernel (l=1, σ²=1e-4) | MMD² ×1e3, unit kernel (l=1, σ²=1) | test NLL (nats) | paper's MMD² |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| data | training | seeds | steps | MMD² ×1e5, paper kernel (l=1, σ²=1e-4) | MMD² ×1e3, unit kernel (l=1, σ²=1) | test NLL (nats) | true-density test NLL | score MSE on grid | paper's MMD² |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, k := range keys {
 		g := groups[k]
-		var p, u, n []float64
+		var p, u, n, tn, sm []float64
 		for _, s := range g {
 			p = append(p, s.MMD2Paper*1e5)
 			u = append(u, s.MMD2Unit*1e3)
 			n = append(n, s.TestNLL)
+			if s.TrueNLL != nil && s.ScoreMSE != nil {
+				tn = append(tn, *s.TrueNLL)
+				sm = append(sm, *s.ScoreMSE)
+			}
+		}
+		truth, score := "–", "–"
+		if len(tn) == len(g) {
+			m, _ := meanStd(tn)
+			truth = fmt.Sprintf("%.4f", m)
+			sMean, sStd := meanStd(sm)
+			score = fmt.Sprintf("%.3f ± %.3f", sMean, sStd)
 		}
 		pm, ps := meanStd(p)
 		um, us := meanStd(u)
@@ -92,6 +105,6 @@ func main() {
 		if k.moll {
 			label, ref = "Gaussian mollification", paper[k.ds][1]
 		}
-		fmt.Printf("| %s | %s | %d | %d | %.3f ± %.3f | %.3f ± %.3f | %.4f ± %.4f | %s |\n", k.ds, label, len(g), g[0].Steps, pm, ps, um, us, nm, ns, ref)
+		fmt.Printf("| %s | %s | %d | %d | %.3f ± %.3f | %.3f ± %.3f | %.4f ± %.4f | %s | %s | %s |\n", k.ds, label, len(g), g[0].Steps, pm, ps, um, us, nm, ns, truth, score, ref)
 	}
 }
