@@ -8,7 +8,7 @@ import (
 )
 
 func TestAccumulatorBatchingInvariant(t *testing.T) {
-	const d, n = 7, 1300 // n spans several internal chunks
+	const d, n = 7, 1300                                    // n spans several internal chunks
 	set := &goldenSet{Seed: 42, N: n, Decay: 3, Shift: 1e3} // large mean: a cancellation trap
 	ref := statsOf(t, set, d, 0)
 	for _, batch := range []int{1, 50, 511, 513, 1299} {

@@ -1,0 +1,23 @@
+// Package torchfile reads PyTorch weight files (torch.save of a state dict)
+// into Go without Python: both the legacy format (before PyTorch 1.6, and
+// _use_new_zipfile_serialization=False since) and the zip format.
+//
+// The legacy format is a sequence of pickles: the magic number
+// 0x1950a86a20f9469cfc6c, the protocol version (1001), a sys_info dict, the
+// object itself with every storage replaced by a persistent id
+// ('storage', storage_type, key, location, numel, view_metadata), and the
+// sorted list of storage keys; then each storage's data as an int64 element
+// count and little-endian bytes. The zip format holds the object pickle in
+// <name>/data.pkl and each storage in <name>/data/<key>.
+//
+// A minimal pickle machine (protocols 0–4 as torch.save uses them) rebuilds
+// the object, understanding collections.OrderedDict, dict,
+// torch._utils._rebuild_tensor(_v2), _rebuild_parameter and the
+// torch.*Storage types; anything else becomes an opaque object. Tensors are
+// copied out of their storages in C order, honouring sizes, strides and
+// storage offsets, so views (transposes, slices) come out right.
+//
+// Nested dicts are flattened with dotted names (a checkpoint's
+// {"model": {"w": t}} gives "model.w"); non-tensor leaves are skipped. A
+// pickled nn.Module is rejected: save model.state_dict() instead.
+package torchfile
