@@ -103,4 +103,3 @@ func (m *MADE) Forward(x *ts.Tensor) (mu, s *ts.Tensor) {
 	}
 	return m.Mu.Forward(h), m.S.Forward(h)
 }
-

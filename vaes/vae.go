@@ -217,4 +217,3 @@ func (m *VAE) logWeightWith(x, mu, logvar, eps *ts.Tensor) *ts.Tensor {
 	recon := m.reconNLL(m.Decoder.Forward(z), x)
 	return logPrior(z).MustSub(logQ(eps, logvar), true).MustSub(recon, true).MustSubScalar(ts.FloatScalar(m.ReconConst()), true)
 }
-
