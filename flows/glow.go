@@ -1,0 +1,139 @@
+package flows
+
+import (
+	"fmt"
+
+	"github.com/mollify/mollify/nn"
+	"github.com/sugarme/gotch/ts"
+)
+
+// GlowOptions configure Glow (Kingma & Dhariwal 2018). The paper's CIFAR-10
+// and CelebA model is Levels 3, Depth 20, Hidden 512, channel partition,
+// sigmoid scale, learned prior.
+type GlowOptions struct {
+	Shape     []int64 // (C,H,W); H and W divisible by 2^Levels
+	Levels    int     // L
+	Depth     int     // K steps per level
+	Hidden    int64   // coupling network width
+	Partition Partition
+	Scale     Scale
+	// LearnedPrior: factored-out latents get Glow's conditional prior (a
+	// zero-initialised conv of the kept half) and the top a learned
+	// GaussianBase; otherwise every latent is N(0, I).
+	LearnedPrior bool
+}
+
+// GlowStep is one step of flow, data→latent: ActNorm → invertible 1×1
+// conv → affine coupling.
+type GlowStep struct {
+	ActNorm  *ActNorm
+	InvConv  *InvConv1x1
+	Coupling *AffineCoupling
+}
+
+// NewGlowStep builds a step on c channels under p (actnorm, invconv,
+// coupling).
+func NewGlowStep(p nn.Path, c, hidden int64, part Partition, parity int, scale Scale) (s *GlowStep, err error) {
+	s = &GlowStep{}
+	if s.ActNorm, err = NewActNorm(p.Sub("actnorm"), c); err != nil {
+		return nil, err
+	}
+	if s.InvConv, err = NewInvConv1x1(p.Sub("invconv"), c); err != nil {
+		return nil, err
+	}
+	if s.Coupling, err = NewAffineCoupling(p.Sub("coupling"), c, part, parity, scale, GlowNetBuilder(hidden)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Forward maps data to latent.
+func (s *GlowStep) Forward(x *ts.Tensor) (*ts.Tensor, *ts.Tensor) {
+	h, ld := s.ActNorm.Forward(x)
+	h, l2 := s.InvConv.Forward(h)
+	h, l3 := s.Coupling.Forward(h)
+	return h, ld.MustAdd(l2, false).MustAdd(l3, true)
+}
+
+// Inverse maps latent to data.
+func (s *GlowStep) Inverse(z *ts.Tensor) (*ts.Tensor, *ts.Tensor) {
+	h, ld := s.Coupling.Inverse(z)
+	h, l2 := s.InvConv.Inverse(h)
+	h, l3 := s.ActNorm.Inverse(h)
+	return h, ld.MustAdd(l2, false).MustAdd(l3, true)
+}
+
+// Glow is the multi-scale Glow. Level l (under levels.l) is: squeeze
+// (layers.0), K steps (layers.1..K), then, except at the last level, a
+// split. It models data in whatever range it is given; see models.Glow
+// for the likelihood convention.
+type Glow struct {
+	*MultiScale
+	Options GlowOptions
+}
+
+// NewGlow builds Glow under p. With a checkerboard partition the mask
+// parity alternates from step to step; with the channel partition it does
+// not (the 1×1 convolutions mix the channels).
+func NewGlow(p nn.Path, o GlowOptions) (*Glow, error) {
+	if len(o.Shape) != 3 || o.Shape[0] <= 0 || o.Shape[1] <= 0 || o.Shape[2] <= 0 {
+		return nil, fmt.Errorf("flows: Glow needs a (C,H,W) data shape, got %v", o.Shape)
+	}
+	if o.Levels <= 0 || o.Depth <= 0 || o.Hidden <= 0 {
+		return nil, fmt.Errorf("flows: Glow needs positive levels, depth and hidden width, got L=%d K=%d hidden=%d", o.Levels, o.Depth, o.Hidden)
+	}
+	if f := int64(1) << o.Levels; o.Shape[1]%f != 0 || o.Shape[2]%f != 0 {
+		return nil, fmt.Errorf("flows: Glow with %d levels squeezes %d times, so the image size %d×%d must be divisible by %d", o.Levels, o.Levels, o.Shape[1], o.Shape[2], f)
+	}
+	m := &MultiScale{Shape: append([]int64(nil), o.Shape...), device: p.Device()}
+	c, h, w := o.Shape[0], o.Shape[1], o.Shape[2]
+	for l := 0; l < o.Levels; l++ {
+		lp := p.Subf("levels.%d", l)
+		c, h, w = 4*c, h/2, w/2
+		level := &Level{Layers: []Layer{SqueezeLayer{}}}
+		for k := 0; k < o.Depth; k++ {
+			parity := 0
+			if o.Partition == PartitionCheckerboard {
+				parity = k % 2
+			}
+			step, err := NewGlowStep(lp.Subf("layers.%d", k+1), c, o.Hidden, o.Partition, parity, o.Scale)
+			if err != nil {
+				return nil, fmt.Errorf("flows: Glow level %d step %d: %w", l, k, err)
+			}
+			level.Layers = append(level.Layers, step)
+		}
+		if l < o.Levels-1 {
+			s, err := NewSplit(lp.Sub("split"), c, o.LearnedPrior)
+			if err != nil {
+				return nil, err
+			}
+			level.Split = s
+			c, _ = s.Sizes()
+		}
+		m.Levels = append(m.Levels, level)
+	}
+	if o.LearnedPrior {
+		top, err := NewGaussianBase(p.Sub("top"), []int64{c, h, w})
+		if err != nil {
+			return nil, err
+		}
+		m.Top = top
+	} else {
+		m.Top = StdNormal{Shape: []int64{c, h, w}, Device: p.Device()}
+	}
+	m.initZShapes()
+	return &Glow{MultiScale: m, Options: o}, nil
+}
+
+// ActNorms lists the model's ActNorm layers.
+func (g *Glow) ActNorms() []*ActNorm {
+	var out []*ActNorm
+	for _, l := range g.Levels {
+		for _, layer := range l.Layers {
+			if s, ok := layer.(*GlowStep); ok {
+				out = append(out, s.ActNorm)
+			}
+		}
+	}
+	return out
+}
