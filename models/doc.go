@@ -5,5 +5,9 @@
 // batch, in nats per example). Models that can also evaluate a density
 // implement Density (log p(x) per example, nats) and those that generate
 // implement Sampler (samples in the data space the model was trained on).
+// Image flows (glow, realnvp) evaluate the density of x in the configured
+// data.range, in nats, and convert to bits/dim with BitsPerDim:
+// nll/(D·ln 2) + log2(levels/width) — 8 for uniformly dequantized [0,1]
+// data, 7 for [-1,1] (see likelihood.go).
 // Tensors returned belong to the caller's open ts.Scope.
 package models

@@ -1,0 +1,168 @@
+package models
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/nn"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// smallGlow loads the shipped CIFAR-10 Glow config shrunk to 3×8×8, L=2,
+// K=2, width 16 (data in [-1,1], no dequantization, as shipped).
+func smallGlow(t *testing.T, sets ...string) *config.Config {
+	t.Helper()
+	c, err := config.Load("glow_cifar10", append([]string{"data.image_size=8", "model.glow.levels=2", "model.glow.depth=2", "model.glow.hidden=16"}, sets...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Glow on random signed data: the loss is a finite NLL in nats, and the
+// bpd term is nll/(D·ln 2) + log2(255/2) (no dequantization, [-1,1]); with
+// uniform dequantization the offset is 7.
+func TestGlowLossAndBitsPerDim(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for _, c := range []struct {
+		sets   []string
+		offset float64
+	}{
+		{nil, math.Log2(127.5)},
+		{[]string{"data.dequantization=uniform"}, 7},
+		{[]string{"data.dequantization=uniform", "data.range=unit"}, 8},
+		{[]string{"model.glow.split=checkerboard", "model.glow.scale=exp", "model.glow.learned_base=false"}, math.Log2(127.5)},
+	} {
+		t.Run(fmt.Sprint(c.sets), func(t *testing.T) {
+			sc := ts.NewScope()
+			defer sc.Close()
+			cfg := smallGlow(t, c.sets...)
+			m, s := buildModel(t, cfg, 1)
+			defer s.Close()
+			g := m.(*Glow)
+			if g.BitsPerDimOffset() != c.offset {
+				t.Errorf("offset %g, want %g", g.BitsPerDimOffset(), c.offset)
+			}
+			x := dequantized(8, []int64{3, 8, 8})
+			if cfg.Data.Range == "signed" {
+				x = x.MustMulScalar(ts.FloatScalar(2), true).MustSubScalar(ts.FloatScalar(1), true)
+			}
+			loss, err := g.Loss(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nll, bpd := scalarOf(t, loss.Total), scalarOf(t, loss.Terms["bpd"])
+			if math.IsNaN(nll) || math.IsInf(nll, 0) {
+				t.Fatalf("NLL %g", nll)
+			}
+			if want := nll/(192*math.Ln2) + c.offset; math.Abs(bpd-want) > 1e-4 {
+				t.Errorf("bpd term %.6f, want %.6f", bpd, want)
+			}
+			lp, err := g.LogProb(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mean := scalarOf(t, lp.MustMean(gotch.Float, false))
+			if math.Abs(-mean-nll) > 1e-3 {
+				t.Errorf("Loss %.4f is not −mean LogProb %.4f", nll, -mean)
+			}
+			smp, err := g.Sample(3, 0.7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok := scalarOf(t, smp.MustIsfinite(false).MustAll(true)); ok != 1 {
+				t.Error("samples not finite")
+			}
+			var _ Density = g
+			var _ Sampler = g
+		})
+	}
+}
+
+func TestGlowTrainsOnABatch(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	sc := ts.NewScope()
+	defer sc.Close()
+	m, s := buildModel(t, smallGlow(t), 3)
+	defer s.Close()
+	x := dequantized(16, []int64{3, 8, 8}).MustMulScalar(ts.FloatScalar(2), true).MustSubScalar(ts.FloatScalar(1), true)
+	checkTrains(t, m, s, x, 1e-3)
+}
+
+// BenchmarkGlowCIFAR10Step is one training step (forward, backward, Adamax)
+// of the shipped glow_cifar10 model (L=3, K=20, width 512, 3×32×32) at
+// batch $MOLLIFY_BENCH_BATCH (default 16), threads $MOLLIFY_THREADS:
+//
+//	MOLLIFY_THREADS=2 go test ./models -run '^$' -bench GlowCIFAR10Step -benchtime 3x
+func BenchmarkGlowCIFAR10Step(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	nn.SetThreads(nn.DefaultThreads())
+	batch := int64(16)
+	if v, err := strconv.Atoi(os.Getenv("MOLLIFY_BENCH_BATCH")); err == nil && v > 0 {
+		batch = int64(v)
+	}
+	c, err := config.Load("glow_cifar10", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dev, err := nn.ParseDevice(os.Getenv("MOLLIFY_BENCH_DEVICE"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := nn.Seed(0); err != nil {
+		b.Fatal(err)
+	}
+	s := nn.NewStore(dev)
+	defer s.Close()
+	m, err := Build(c, s.Root())
+	if err != nil {
+		b.Fatal(err)
+	}
+	opt, err := nn.NewOptimizer(s, nn.OptimConfig{Name: c.Optim.Name, LR: c.Optim.LR})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer opt.Close()
+	sc := ts.NewScope()
+	x := dequantized(batch, []int64{3, 32, 32}).MustMulScalar(ts.FloatScalar(2), true).MustSubScalar(ts.FloatScalar(1), true).MustTo(dev, true)
+	sc.Keep(x)
+	sc.Close()
+	step := func() float64 {
+		sc := ts.NewScope()
+		defer sc.Close()
+		loss, err := m.Loss(x)
+		if err != nil {
+			b.Fatal(err)
+		}
+		loss.Total.MustBackward()
+		if err := opt.Step(); err != nil {
+			b.Fatal(err)
+		}
+		if err := opt.ZeroGrad(); err != nil {
+			b.Fatal(err)
+		}
+		v, _ := loss.Terms["bpd"].Float64()
+		return v
+	}
+	step() // ActNorm init and allocator warm-up
+	b.ResetTimer()
+	start := time.Now()
+	var bpd float64
+	for i := 0; i < b.N; i++ {
+		bpd = step()
+	}
+	sec := time.Since(start).Seconds() / float64(b.N)
+	b.ReportMetric(sec, "s/step")
+	b.ReportMetric(float64(batch)/sec, "img/s")
+	b.Logf("device %v, batch %d, threads %d, %d params: %.3f s/step, bpd %.3f", dev, batch, nn.Threads(), s.NumParams(), sec, bpd)
+}

@@ -1,0 +1,118 @@
+package models
+
+import (
+	"math"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/flows"
+	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/train"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+func init() { Register(config.ModelRealNVP, newRealNVP) }
+
+// RealNVP adapts the multi-scale flows.RealNVP. The flow itself models
+// u ∈ [0,1] (its first layer is the logit with α = model.realnvp.
+// logit_alpha); data in the signed range are mapped to u = (x+1)/2 and
+// log p(x) = log p(u) − D·ln 2, so LogProb and the loss are always the
+// density of x in the data range, in nats, and BitsPerDim applies that
+// range's offset (8 for uniformly dequantized [0,1] data, 7 for [-1,1]).
+//
+// The logit is only defined near [0,1]: Gaussian mollification pushes
+// values out of it, so Loss clamps u to [0,1] when the logit is on and
+// reports the clamped fraction as the "clamped" term (0 on clean data).
+// LogProb does not clamp. Batch norms use batch statistics in Loss and
+// running statistics in LogProb and Sample.
+type RealNVP struct {
+	imageLikelihood
+	Flow   *flows.RealNVP
+	signed bool
+}
+
+func newRealNVP(c *config.Config, p nn.Path) (train.Model, error) {
+	lik, err := newImageLikelihood(c.Data)
+	if err != nil {
+		return nil, err
+	}
+	r := c.Model.RealNVP
+	f, err := flows.NewRealNVP(p, flows.RealNVPOptions{
+		Shape:      c.Data.Shape(),
+		Scales:     r.Scales,
+		ResBlocks:  r.ResBlocks,
+		Channels:   int64(r.Channels),
+		LogitAlpha: r.LogitAlpha,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &RealNVP{imageLikelihood: lik, Flow: f, signed: c.Data.Range == "signed"}, nil
+}
+
+// toUnit maps data to the flow's [0,1] and returns the log-density
+// correction log|du/dx| per example.
+func (m *RealNVP) toUnit(x *ts.Tensor) (u *ts.Tensor, corr float64) {
+	if !m.signed {
+		return x, 0
+	}
+	return x.MustAddScalar(ts.FloatScalar(1), false).MustMulScalar(ts.FloatScalar(0.5), true), -float64(m.dims) * math.Ln2
+}
+
+func (m *RealNVP) logProb(u *ts.Tensor, corr float64) (*ts.Tensor, error) {
+	lp, err := m.Flow.LogProb(u)
+	if err != nil {
+		return nil, err
+	}
+	if corr != 0 {
+		lp = lp.MustAddScalar(ts.FloatScalar(corr), true)
+	}
+	return lp, nil
+}
+
+// Loss is −mean log p(x) in nats per example; terms: "bpd" (bits/dim) and
+// "clamped" (fraction of values moved into [0,1] for the logit).
+func (m *RealNVP) Loss(x *ts.Tensor) (l train.Loss, err error) {
+	defer nn.Recover(&err)
+	if err := m.Flow.CheckInput(x); err != nil {
+		return train.Loss{}, err
+	}
+	m.Flow.SetTraining(true)
+	u, corr := m.toUnit(x)
+	terms := map[string]*ts.Tensor{}
+	if m.Flow.Options.LogitAlpha > 0 {
+		out := u.MustLt(ts.FloatScalar(0), false).MustLogicalOr(u.MustGt(ts.FloatScalar(1), false), true)
+		terms["clamped"] = out.MustTotype(gotch.Float, true).MustMean(gotch.Float, true)
+		u = u.MustClamp(ts.FloatScalar(0), ts.FloatScalar(1), false)
+	}
+	lp, err := m.logProb(u, corr)
+	if err != nil {
+		return train.Loss{}, err
+	}
+	nll := lp.MustMean(gotch.Float, true).MustNeg(true)
+	terms["bpd"] = m.bpdTensor(nll)
+	return train.Loss{Total: nll, Terms: terms}, nil
+}
+
+// LogProb is log p(x) per example in nats, x in the data range, with the
+// batch norms' running statistics.
+func (m *RealNVP) LogProb(x *ts.Tensor) (lp *ts.Tensor, err error) {
+	defer nn.Recover(&err)
+	if err := m.Flow.CheckInput(x); err != nil {
+		return nil, err
+	}
+	m.Flow.SetTraining(false)
+	u, corr := m.toUnit(x)
+	return m.logProb(u, corr)
+}
+
+// Sample draws n images in the data range (not clipped to it).
+func (m *RealNVP) Sample(n int64, temperature float64) (x *ts.Tensor, err error) {
+	defer nn.Recover(&err)
+	m.Flow.SetTraining(false)
+	u, err := m.Flow.Sample(n, temperature)
+	if err != nil || !m.signed {
+		return u, err
+	}
+	return u.MustMulScalar(ts.FloatScalar(2), true).MustSubScalar(ts.FloatScalar(1), true), nil
+}
