@@ -72,3 +72,74 @@ func maxRelErr(a, b []float64, floor float64) float64 {
 	}
 	return d / math.Max(m, floor)
 }
+
+// jacobian returns ∂out/∂in by autograd, one output entry at a time; in
+// must require grad and out must depend on it. Rows index out, columns in.
+func jacobian(t *testing.T, out, in *ts.Tensor) [][]float64 {
+	t.Helper()
+	flat := out.MustReshape([]int64{-1}, false)
+	n := flat.MustSize()[0]
+	J := make([][]float64, n)
+	for i := range n {
+		g, err := ts.RunBackward([]*ts.Tensor{flat.MustSelect(0, i, false)}, []*ts.Tensor{in}, true, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		J[i] = values(g[0])
+	}
+	return J
+}
+
+// logAbsDet is log|det A| by Gaussian elimination with partial pivoting.
+func logAbsDet(a [][]float64) float64 {
+	n := len(a)
+	m := make([][]float64, n)
+	for i := range a {
+		m[i] = append([]float64(nil), a[i]...)
+	}
+	var ld float64
+	for c := range n {
+		p := c
+		for r := c + 1; r < n; r++ {
+			if math.Abs(m[r][c]) > math.Abs(m[p][c]) {
+				p = r
+			}
+		}
+		m[c], m[p] = m[p], m[c]
+		if m[c][c] == 0 {
+			return math.Inf(-1)
+		}
+		ld += math.Log(math.Abs(m[c][c]))
+		for r := c + 1; r < n; r++ {
+			f := m[r][c] / m[c][c]
+			for k := c; k < n; k++ {
+				m[r][k] -= f * m[c][k]
+			}
+		}
+	}
+	return ld
+}
+
+// randomize replaces every parameter under s with N(0, scale²).
+func randomize(s *nn.Store, scale float64) {
+	ts.NoGrad(func() {
+		for _, p := range s.Parameters() {
+			p.Copy_(nn.Randn(p.MustSize(), gotch.CPU).MustMulScalar(ts.FloatScalar(scale), true))
+		}
+	})
+}
+
+// grads returns the gradients of y with respect to the store's
+// parameters, flattened and concatenated.
+func grads(t *testing.T, y *ts.Tensor, s *nn.Store) []float64 {
+	t.Helper()
+	g, err := ts.RunBackward([]*ts.Tensor{y}, s.Parameters(), true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []float64
+	for _, x := range g {
+		out = append(out, values(x)...)
+	}
+	return out
+}

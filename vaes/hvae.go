@@ -89,13 +89,13 @@ func TemperingScales(betaZero float64, steps int) []float64 {
 func Leapfrog(z, rho, eps *ts.Tensor, scales []float64, gradU func(z *ts.Tensor) *ts.Tensor) (*ts.Tensor, *ts.Tensor) {
 	half := eps.MustMulScalar(ts.FloatScalar(0.5), false)
 	g := gradU(z)
-	for _, s := range scales {
-		rho = rho.MustSub(half.MustMul(g, false), true)
-		z = z.MustAdd(eps.MustMul(rho, false), true)
+	for _, s := range scales { // del=false throughout: z and rho start as the caller's
+		rho = rho.MustSub(half.MustMul(g, false), false)
+		z = z.MustAdd(eps.MustMul(rho, false), false)
 		g = gradU(z)
-		rho = rho.MustSub(half.MustMul(g, false), true)
+		rho = rho.MustSub(half.MustMul(g, false), false)
 		if s != 1 {
-			rho = rho.MustMulScalar(ts.FloatScalar(s), true)
+			rho = rho.MustMulScalar(ts.FloatScalar(s), false)
 		}
 	}
 	return z, rho

@@ -13,6 +13,16 @@ type IAFConfig struct {
 	Blocks, HiddenLayers, HiddenUnits int
 }
 
+func (c IAFConfig) validate(dim int64) error {
+	if c.Blocks < 1 || c.HiddenLayers < 1 || c.HiddenUnits < 1 {
+		return fmt.Errorf("vaes: IAF needs positive blocks, hidden layers and hidden units, got %d, %d, %d (the paper uses 2, 3, 128)", c.Blocks, c.HiddenLayers, c.HiddenUnits)
+	}
+	if dim < 2 {
+		return fmt.Errorf("vaes: IAF needs a latent size of at least 2, got %d", dim)
+	}
+	return nil
+}
+
 // IAF is an inverse autoregressive flow on the latent space. Forward maps
 // the base sample z0 to zK, the sampling direction, block by block:
 // y ← y·exp(s(y)) + μ(y), with the order of the dimensions reversed
@@ -23,8 +33,8 @@ type IAF struct {
 
 // NewIAF registers the flow for dim-dimensional latents under p.
 func NewIAF(p nn.Path, dim int64, c IAFConfig) (*IAF, error) {
-	if c.Blocks < 1 || c.HiddenLayers < 1 || c.HiddenUnits < 1 {
-		return nil, fmt.Errorf("vaes: IAF needs positive blocks, hidden layers and hidden units, got %d, %d, %d (the paper uses 2, 3, 128)", c.Blocks, c.HiddenLayers, c.HiddenUnits)
+	if err := c.validate(dim); err != nil {
+		return nil, err
 	}
 	hidden := make([]int64, c.HiddenLayers)
 	for i := range hidden {
@@ -70,6 +80,9 @@ type VAEIAF struct {
 
 // NewVAEIAF registers a VAE-IAF under p (the flow under p.flow).
 func NewVAEIAF(p nn.Path, c Config, fc IAFConfig) (*VAEIAF, error) {
+	if err := fc.validate(c.Latent); err != nil {
+		return nil, err
+	}
 	b, err := newBase(p, c)
 	if err != nil {
 		return nil, err
