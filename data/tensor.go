@@ -1,0 +1,257 @@
+package data
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Dequantization of 8-bit values.
+type Dequantization string
+
+const (
+	// DequantNone maps the 256 levels to evenly spaced points: k/255.
+	DequantNone Dequantization = "none"
+	// DequantUniform adds u ~ U[0,1) to each level: (k+u)/256, a
+	// continuous density whose likelihood bounds the discrete one.
+	DequantUniform Dequantization = "uniform"
+)
+
+// Range is the interval the model sees.
+type Range string
+
+const (
+	RangeUnit   Range = "unit"   // [0, 1]
+	RangeSigned Range = "signed" // [-1, 1]: 2·unit − 1
+)
+
+// Transform turns uint8 images into the model's float input.
+type Transform struct {
+	Dequantization Dequantization
+	Range          Range
+}
+
+// Per-family defaults: flows train on uniformly dequantised [0,1] data
+// (bits/dim in the standard convention); VAEs on k/255 in [0,1].
+var (
+	FlowTransform = Transform{DequantUniform, RangeUnit}
+	VAETransform  = Transform{DequantNone, RangeUnit}
+)
+
+// ParseTransform reads the run config's data.dequantization and
+// data.range.
+func ParseTransform(dequantization, valueRange string) (Transform, error) {
+	t := Transform{Dequantization(dequantization), Range(valueRange)}
+	return t, t.Validate()
+}
+
+// Validate checks the two settings.
+func (t Transform) Validate() error {
+	if t.Dequantization != DequantNone && t.Dequantization != DequantUniform {
+		return fmt.Errorf("data: dequantization %q: want %q or %q", t.Dequantization, DequantNone, DequantUniform)
+	}
+	if t.Range != RangeUnit && t.Range != RangeSigned {
+		return fmt.Errorf("data: range %q: want %q ([0,1]) or %q ([-1,1])", t.Range, RangeUnit, RangeSigned)
+	}
+	return nil
+}
+
+func (t Transform) width() float64 {
+	if t.Range == RangeSigned {
+		return 2
+	}
+	return 1
+}
+
+// BitsPerDimOffset is the constant to add to nll/(D·ln 2), with nll in
+// nats of the model's density over its input, to get bits per dimension of
+// the 8-bit data: −log2 of a quantisation bin's width in model units,
+// 8 for uniform dequantisation to [0,1] and 7 to [-1,1]. Without
+// dequantisation the bins are the grid spacing (1/255 of the range) and
+// the figure is not a bound on the discrete likelihood.
+func (t Transform) BitsPerDimOffset() float64 {
+	levels := 256.0
+	if t.Dequantization == DequantNone {
+		levels = 255
+	}
+	return math.Log2(levels / t.width())
+}
+
+// Apply maps a uint8 tensor (any shape, any device) to float32 on the same
+// device: (k+u)/256 or k/255, then 2x−1 for the signed range. The noise u
+// comes from libtorch's generator of that device (seeded by nn.Seed and
+// saved in checkpoints). The result belongs to the caller's scope.
+func (t Transform) Apply(u8 *ts.Tensor) (out *ts.Tensor, err error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	defer recoverTorch(&err, "data: Transform.Apply")
+	sc := ts.NewScope()
+	defer sc.Close()
+	x := u8.MustTotype(gotch.Float, false)
+	if t.Dequantization == DequantUniform {
+		x.MustAdd_(x.MustRandLike(false))
+		x.MustDivScalar_(ts.FloatScalar(256 / t.width()))
+	} else {
+		x.MustDivScalar_(ts.FloatScalar(255 / t.width()))
+	}
+	if t.Range == RangeSigned {
+		x.MustAddScalar_(ts.FloatScalar(-1))
+	}
+	sc.Keep(x)
+	return x, nil
+}
+
+// Quantize is the inverse map for model outputs (samples): float values in
+// the transform's range back to uint8 levels, clamped, on the CPU; for
+// saving images and for FID. The result belongs to the caller's scope.
+func (t Transform) Quantize(x *ts.Tensor) (out *ts.Tensor, err error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	defer recoverTorch(&err, "data: Transform.Quantize")
+	sc := ts.NewScope()
+	defer sc.Close()
+	y := x.MustTotype(gotch.Float, false)
+	if t.Range == RangeSigned {
+		y.MustAddScalar_(ts.FloatScalar(1))
+	}
+	if t.Dequantization == DequantUniform {
+		y.MustMulScalar_(ts.FloatScalar(256 / t.width()))
+		y.MustFloor_()
+	} else {
+		y.MustMulScalar_(ts.FloatScalar(255 / t.width()))
+		y.MustRound_()
+	}
+	y.MustClamp_(ts.FloatScalar(0), ts.FloatScalar(255))
+	q := y.MustTo(gotch.CPU, false).MustTotype(gotch.Uint8, false)
+	sc.Keep(q)
+	return q, nil
+}
+
+// Tensor copies the batch into a uint8 tensor, moves it to the device (a
+// quarter of the bytes of float32) and applies the transform there. Call it
+// on the training goroutine; the result belongs to the caller's scope, and
+// b can be released right after.
+func (b *Batch) Tensor(device gotch.Device, t Transform) (out *ts.Tensor, err error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	defer recoverTorch(&err, "data: Batch.Tensor")
+	sc := ts.NewScope()
+	defer sc.Close()
+	shape := []int64{int64(b.Shape[0]), int64(b.Shape[1]), int64(b.Shape[2]), int64(b.Shape[3])}
+	u8, err := ts.FromBytes(b.Pixels, shape, gotch.Uint8)
+	if err != nil {
+		return nil, err
+	}
+	if device != gotch.CPU {
+		u8 = u8.MustTo(device, false)
+	}
+	x, err := t.Apply(u8)
+	if err != nil {
+		return nil, err
+	}
+	sc.Keep(x)
+	return x, nil
+}
+
+// LabelTensor returns the labels as an int64 CPU tensor in the caller's
+// scope, or an error for an unlabelled batch.
+func (b *Batch) LabelTensor() (*ts.Tensor, error) {
+	if b.Labels == nil {
+		return nil, errors.New("data: the batch has no labels")
+	}
+	l := make([]int64, len(b.Labels))
+	for i, v := range b.Labels {
+		l[i] = int64(v)
+	}
+	return ts.OfSlice(l)
+}
+
+// recoverTorch turns a panic of a gotch Must op into an error.
+func recoverTorch(err *error, what string) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	if e, ok := r.(error); ok {
+		*err = fmt.Errorf("%s: %w", what, e)
+		return
+	}
+	*err = fmt.Errorf("%s: %v", what, r)
+}
+
+// Stream serves the training batch of each step as a device tensor:
+// train.Batches for image data. Consecutive steps come from one
+// prefetching producer; any other step (the first, or a resume) restarts
+// it at that step's epoch and index.
+type Stream struct {
+	loader    *Loader
+	device    gotch.Device
+	transform Transform
+	it        *Iterator
+	next      int
+	wait      time.Duration
+}
+
+// Stream returns a step-indexed view of the loader's batches.
+func (l *Loader) Stream(device gotch.Device, t Transform) (*Stream, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return &Stream{loader: l, device: device, transform: t}, nil
+}
+
+// Host returns the host batch of a 0-based step; Release it when done.
+func (s *Stream) Host(step int) (*Batch, error) {
+	if step < 0 {
+		return nil, fmt.Errorf("data: negative step %d", step)
+	}
+	if s.it == nil || step != s.next {
+		s.Close()
+		epoch, index := s.loader.Position(step)
+		it, err := s.loader.Start(epoch, index)
+		if err != nil {
+			return nil, err
+		}
+		s.it = it
+	}
+	b, err := s.it.Next()
+	if err != nil {
+		return nil, err
+	}
+	s.next = step + 1
+	s.wait = b.Wait
+	return b, nil
+}
+
+// Batch returns the batch of a 0-based step on the device, transformed,
+// in the caller's scope.
+func (s *Stream) Batch(step int) (*ts.Tensor, error) {
+	b, err := s.Host(step)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Release()
+	return b.Tensor(s.device, s.transform)
+}
+
+// DataWait is how long the last Batch or Host call waited for the
+// producer (the step's data_wait metric); tensor conversion is not in it.
+func (s *Stream) DataWait() time.Duration { return s.wait }
+
+// BatchesPerEpoch is the number of steps per pass over the data.
+func (s *Stream) BatchesPerEpoch() int { return s.loader.perEpoch }
+
+// Close stops the producer; the next Batch restarts it.
+func (s *Stream) Close() {
+	if s.it != nil {
+		s.it.Close()
+		s.it = nil
+	}
+}
