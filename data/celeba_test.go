@@ -292,3 +292,24 @@ func TestVerifyAndInstallCelebA(t *testing.T) {
 	_, err = Verify("celeba", root, VerifyOptions{MD5: sums})
 	mustContain(t, err, "1 of the 5 images", "000002.jpg")
 }
+
+// Decoding and preprocessing one 178×218 CelebA-sized JPEG (the cost of
+// building the cache once; loads after that read the cache).
+//
+//	go test ./data -run '^$' -bench CelebAPipeline -cpu 1
+func BenchmarkCelebAPipeline(b *testing.B) {
+	jpg, err := os.ReadFile(filepath.Join("testdata", "celeba_fixture.jpg"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		rgb, w, h, err := DecodeRGB(bytes.NewReader(jpg))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := CropResize(rgb, w, h, 148, 64); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "images/s")
+}
