@@ -9,5 +9,10 @@
 // data.range, in nats, and convert to bits/dim with BitsPerDim:
 // nll/(D·ln 2) + log2(levels/width) — 8 for uniformly dequantized [0,1]
 // data, 7 for [-1,1] (see likelihood.go).
+// The VAE family (vae, beta_vae, iwae, vae_iaf, hvae; see vaes.go) trains
+// on pythae's objectives, whose mse recon leaves out D/2·log 2π; its
+// LogProb and Evaluate are normalised importance-sampled estimates (K = 1:
+// the ELBO) in nats on the same data.range, so they use the same
+// bits/dim convention.
 // Tensors returned belong to the caller's open ts.Scope.
 package models
