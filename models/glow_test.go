@@ -166,3 +166,77 @@ func BenchmarkGlowCIFAR10Step(b *testing.B) {
 	b.ReportMetric(float64(batch)/sec, "img/s")
 	b.Logf("device %v, batch %d, threads %d, %d params: %.3f s/step, bpd %.3f", dev, batch, nn.Threads(), s.NumParams(), sec, bpd)
 }
+
+// checkCUDA builds the model on the CPU and on CUDA with the same weights:
+// LogProb agrees, the CUDA loss trains a step, samples are finite and on
+// the GPU. Skipped where no GPU is visible.
+func checkCUDA(t *testing.T, cfg *config.Config, x *ts.Tensor) {
+	t.Helper()
+	if !gotch.CUDA.IsAvailable() {
+		t.Skip("CUDA not available")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	dev, err := nn.ParseDevice("cuda:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, cs := buildModel(t, cfg, 4)
+	defer cs.Close()
+	if _, err := cm.Loss(x); err != nil { // ActNorm init on the CPU model
+		t.Fatal(err)
+	}
+	gs := nn.NewStore(dev)
+	defer gs.Close()
+	gm, err := Build(cfg, gs.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gs.Load(cs.Named()); err != nil {
+		t.Fatal(err)
+	}
+	xg := x.MustTo(dev, false)
+	lc, err := cm.(Density).LogProb(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := gm.(Density).LogProb(xg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, g := lc.Float64Values(), lg.MustTo(gotch.CPU, false).Float64Values()
+	for i := range c {
+		if math.Abs(c[i]-g[i]) > 1e-4*math.Abs(c[i]) {
+			t.Errorf("example %d: log p %.5f on CPU, %.5f on CUDA", i, c[i], g[i])
+		}
+	}
+	opt, err := nn.NewOptimizer(gs, nn.OptimConfig{Name: "adamax", LR: 1e-3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opt.Close()
+	loss, err := gm.Loss(xg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss.Total.MustBackward()
+	if err := opt.Step(); err != nil {
+		t.Fatal(err)
+	}
+	smp, err := gm.(Sampler).Sample(4, 0.7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !smp.MustDevice().IsCuda() {
+		t.Errorf("samples on %v", smp.MustDevice())
+	}
+	if ok := scalarOf(t, smp.MustIsfinite(false).MustAll(true)); ok != 1 {
+		t.Error("CUDA samples not finite")
+	}
+}
+
+func TestGlowCUDA(t *testing.T) {
+	sc := ts.NewScope()
+	defer sc.Close()
+	checkCUDA(t, smallGlow(t), dequantized(8, []int64{3, 8, 8}).MustMulScalar(ts.FloatScalar(2), true).MustSubScalar(ts.FloatScalar(1), true))
+}

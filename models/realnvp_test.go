@@ -257,3 +257,9 @@ func TestImageFlowConfigErrors(t *testing.T) {
 		t.Errorf("loss on 16×16 images: %v", err)
 	}
 }
+
+func TestRealNVPCUDA(t *testing.T) {
+	sc := ts.NewScope()
+	defer sc.Close()
+	checkCUDA(t, smallRealNVP(t), dequantized(8, []int64{3, 8, 8}))
+}

@@ -48,8 +48,8 @@ class Squeeze(nn.Module):
 
 
 def checkerboard(h, w, parity, like):
-    i = torch.arange(h).view(h, 1)
-    j = torch.arange(w).view(1, w)
+    i = torch.arange(h, device=like.device).view(h, 1)
+    j = torch.arange(w, device=like.device).view(1, w)
     m = ((i + j) % 2 == parity).to(like.dtype)
     return m.view(1, 1, h, w)
 
@@ -86,7 +86,7 @@ class InvConv1x1(nn.Module):
 
     def weight(self):
         c = self.lower.shape[0]
-        lower = torch.tril(self.lower, -1) + torch.eye(c)
+        lower = torch.tril(self.lower, -1) + torch.eye(c, device=self.lower.device)
         upper = torch.triu(self.upper, 1) + torch.diag(self.sign_s * self.log_s.exp())
         return self.perm @ lower @ upper
 
