@@ -3,7 +3,6 @@ package linalg
 import (
 	"runtime"
 	"sync"
-	"sync/atomic"
 )
 
 // Micro-tile and cache blocking. A micro-tile of C is mr rows (contiguous in
@@ -27,10 +26,10 @@ const minChunk = 192
 // Gemm computes C += alpha·op(A)·op(B) for column-major matrices, where
 // op(X) is X or Xᵀ (transA, transB), op(A) is m×k, op(B) is k×n and C is m×n.
 //
-// In parallel, the larger of m and n is cut into chunks that goroutines
-// take from a counter, each running the serial blocked algorithm with its
-// own packing buffers: no barriers, and a core slowed by other work simply
-// takes fewer chunks.
+// In parallel, the larger of m and n is cut into chunks that the caller and
+// the pool's helpers claim, each running the serial blocked algorithm with
+// its own packing buffers: no barriers, and a core slowed by other work
+// simply takes fewer chunks.
 func Gemm(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, c []float64, ldc int) {
 	if m == 0 || n == 0 || k == 0 || alpha == 0 {
 		return
@@ -45,38 +44,24 @@ func Gemm(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int,
 	if splitRows {
 		size, unit = m, mr
 	}
-	chunk := roundUp(max(minChunk, size/(4*workers)), unit)
-	nChunks := (size + chunk - 1) / chunk
-	workers = min(workers, nChunks)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i0 := int(next.Add(1)-1) * chunk
-				if i0 >= size {
-					return
-				}
-				cnt := min(chunk, size-i0)
-				if splitRows {
-					aa := a[i0:]
-					if transA {
-						aa = a[i0*lda:]
-					}
-					gemmSerial(transA, transB, cnt, n, k, alpha, aa, lda, b, ldb, c[i0:], ldc)
-				} else {
-					bb := b[i0*ldb:]
-					if transB {
-						bb = b[i0:]
-					}
-					gemmSerial(transA, transB, m, cnt, k, alpha, a, lda, bb, ldb, c[i0*ldc:], ldc)
-				}
+	chunk := roundUp(max(minChunk, size/(2*workers)), unit)
+	parallel((size+chunk-1)/chunk, func(task int) {
+		i0 := task * chunk
+		cnt := min(chunk, size-i0)
+		if splitRows {
+			aa := a[i0:]
+			if transA {
+				aa = a[i0*lda:]
 			}
-		}()
-	}
-	wg.Wait()
+			gemmSerial(transA, transB, cnt, n, k, alpha, aa, lda, b, ldb, c[i0:], ldc)
+		} else {
+			bb := b[i0*ldb:]
+			if transB {
+				bb = b[i0:]
+			}
+			gemmSerial(transA, transB, m, cnt, k, alpha, a, lda, bb, ldb, c[i0*ldc:], ldc)
+		}
+	})
 }
 
 // gemmSerial is the blocked algorithm on one goroutine.
@@ -145,13 +130,23 @@ func packA(trans bool, mb, kb int, alpha float64, a []float64, lda, i0, p0 int, 
 		}
 		if w < mr {
 			clear(out)
-		}
-		for i := 0; i < w; i++ {
-			src := a[p0+(i0+s+i)*lda:]
-			src = src[:kb]
-			for p, v := range src {
-				out[p*mr+i] = alpha * v
+			for i := 0; i < w; i++ {
+				src := a[p0+(i0+s+i)*lda:]
+				src = src[:kb]
+				for p, v := range src {
+					out[p*mr+i] = alpha * v
+				}
 			}
+			continue
+		}
+		// Eight source rows read side by side, one contiguous write stream.
+		base := p0 + (i0+s)*lda
+		r0, r1, r2, r3 := a[base:base+kb], a[base+lda:base+lda+kb], a[base+2*lda:base+2*lda+kb], a[base+3*lda:base+3*lda+kb]
+		r4, r5, r6, r7 := a[base+4*lda:base+4*lda+kb], a[base+5*lda:base+5*lda+kb], a[base+6*lda:base+6*lda+kb], a[base+7*lda:base+7*lda+kb]
+		for p := 0; p < kb; p++ {
+			o := out[p*mr : p*mr+mr : p*mr+mr]
+			o[0], o[1], o[2], o[3] = alpha*r0[p], alpha*r1[p], alpha*r2[p], alpha*r3[p]
+			o[4], o[5], o[6], o[7] = alpha*r4[p], alpha*r5[p], alpha*r6[p], alpha*r7[p]
 		}
 	}
 }
@@ -177,13 +172,21 @@ func packB(trans bool, kb, nb int, b []float64, ldb, p0, j0 int, dst []float64) 
 		}
 		if w < nr {
 			clear(out)
-		}
-		for j := 0; j < w; j++ {
-			src := b[p0+(j0+s+j)*ldb:]
-			src = src[:kb]
-			for p, v := range src {
-				out[p*nr+j] = v
+			for j := 0; j < w; j++ {
+				src := b[p0+(j0+s+j)*ldb:]
+				src = src[:kb]
+				for p, v := range src {
+					out[p*nr+j] = v
+				}
 			}
+			continue
+		}
+		base := p0 + (j0+s)*ldb
+		c0, c1, c2 := b[base:base+kb], b[base+ldb:base+ldb+kb], b[base+2*ldb:base+2*ldb+kb]
+		c3, c4, c5 := b[base+3*ldb:base+3*ldb+kb], b[base+4*ldb:base+4*ldb+kb], b[base+5*ldb:base+5*ldb+kb]
+		for p := 0; p < kb; p++ {
+			o := out[p*nr : p*nr+nr : p*nr+nr]
+			o[0], o[1], o[2], o[3], o[4], o[5] = c0[p], c1[p], c2[p], c3[p], c4[p], c5[p]
 		}
 	}
 }

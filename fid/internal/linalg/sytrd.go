@@ -2,6 +2,7 @@ package linalg
 
 import (
 	"errors"
+	"runtime"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
@@ -139,11 +140,43 @@ func sytd2(n int, a []float64, lda int, d, e []float64) {
 }
 
 // symvLower sets y = A·x for the symmetric m×m matrix in the lower triangle
-// of a, reading each column once. It is memory-bound: splitting it across
-// goroutines measured slower on the project machine at every size.
+// of a, reading each column once. It is memory-bound; the columns are split
+// into parts of equal area that run on the pool, each summing into its own
+// y, since any column touches y below it.
 func symvLower(m int, a []float64, lda int, x, y []float64) {
-	clear(y[:m])
-	symvCols(0, m, m, a, lda, x, y)
+	parts := min(runtime.GOMAXPROCS(0), 4)
+	if m < 384 || parts == 1 {
+		clear(y[:m])
+		symvCols(0, m, m, a, lda, x, y)
+		return
+	}
+	var bounds [5]int
+	var ys [4][]float64
+	total := float64(m) * float64(m+1) / 2
+	j := 0
+	for p := 1; p < parts; p++ {
+		for j < m && float64(j)*(2*float64(m)-float64(j)+1)/2 < total*float64(p)/float64(parts) {
+			j++
+		}
+		bounds[p] = j
+	}
+	bounds[parts] = m
+	buf := getBuf((parts - 1) * m)
+	defer putBuf(buf)
+	ys[0] = y[:m]
+	for p := 1; p < parts; p++ {
+		ys[p] = (*buf)[(p-1)*m : p*m]
+	}
+	parallel(parts, func(p int) {
+		clear(ys[p][bounds[p]:])
+		symvCols(bounds[p], bounds[p+1], m, a, lda, x, ys[p])
+	})
+	for p := 1; p < parts; p++ {
+		yy := y[bounds[p]:m]
+		for i, v := range ys[p][bounds[p]:m] {
+			yy[i] += v
+		}
+	}
 }
 
 // symvCols adds the contribution of columns j0..j1-1 of the lower triangle
