@@ -49,17 +49,17 @@ func Gemm(transA, transB bool, m, n, k int, alpha float64, a []float64, lda int,
 		i0 := task * chunk
 		cnt := min(chunk, size-i0)
 		if splitRows {
-			aa := a[i0:]
+			off := i0 // row i0 of op(A)
 			if transA {
-				aa = a[i0*lda:]
+				off = i0 * lda
 			}
-			gemmSerial(transA, transB, cnt, n, k, alpha, aa, lda, b, ldb, c[i0:], ldc)
+			gemmSerial(transA, transB, cnt, n, k, alpha, a[off:], lda, b, ldb, c[i0:], ldc)
 		} else {
-			bb := b[i0*ldb:]
+			off := i0 * ldb // column i0 of op(B)
 			if transB {
-				bb = b[i0:]
+				off = i0
 			}
-			gemmSerial(transA, transB, m, cnt, k, alpha, a, lda, bb, ldb, c[i0*ldc:], ldc)
+			gemmSerial(transA, transB, m, cnt, k, alpha, a, lda, b[off:], ldb, c[i0*ldc:], ldc)
 		}
 	})
 }

@@ -42,7 +42,8 @@ func naiveGemm(transA, transB bool, m, n, k int, alpha float64, a []float64, lda
 
 func TestGemmMatchesNaive(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	shapes := [][3]int{{1, 1, 1}, {8, 6, 1}, {7, 5, 3}, {9, 13, 17}, {144, 6, 256}, {145, 7, 257}, {300, 200, 520}, {3, 3100, 5}}
+	shapes := [][3]int{{1, 1, 1}, {8, 6, 1}, {7, 5, 3}, {9, 13, 17}, {144, 6, 256}, {145, 7, 257}, {300, 200, 520}, {3, 3100, 5},
+		{811, 10, 300}, {10, 811, 300}} // the last two run in parallel, split by rows and by columns
 	for _, sh := range shapes {
 		for _, tr := range [][2]bool{{false, false}, {true, false}, {false, true}, {true, true}} {
 			m, n, k := sh[0], sh[1], sh[2]
