@@ -149,12 +149,29 @@ func GoMNISTDir() (string, error) {
 		}
 	}
 	var tried []string
-	for _, cache := range moduleCaches() {
+	seen := map[string]bool{}
+	try := func(cache string) (string, bool) {
+		if cache == "" || seen[cache] {
+			return "", false
+		}
+		seen[cache] = true
 		dir := filepath.Join(cache, escapeModulePath(goMNISTModule)+"@"+version, "data")
 		if _, ok := findIDX(dir, "train-images-idx3-ubyte"); ok {
-			return dir, nil
+			return dir, true
 		}
 		tried = append(tried, dir)
+		return "", false
+	}
+	for _, cache := range moduleCaches() {
+		if dir, ok := try(cache); ok {
+			return dir, nil
+		}
+	}
+	// Only now ask the go tool, which takes a moment.
+	if cache, err := goCommand("env", "GOMODCACHE"); err == nil {
+		if dir, ok := try(cache); ok {
+			return dir, nil
+		}
 	}
 	if out, err := goCommand("list", "-m", "-f", "{{.Dir}}", goMNISTModule); err == nil && out != "" {
 		dir := filepath.Join(out, "data")
@@ -167,7 +184,8 @@ func GoMNISTDir() (string, error) {
 		goMNISTModule, version, strings.Join(tried, ", "), goMNISTModule)
 }
 
-// moduleCaches lists candidate module cache folders, most specific first.
+// moduleCaches lists the module cache folders the environment implies
+// ($GOMODCACHE, $GOPATH/pkg/mod, ~/go/pkg/mod), most specific first.
 func moduleCaches() []string {
 	var out []string
 	add := func(d string) {
@@ -182,9 +200,6 @@ func moduleCaches() []string {
 		out = append(out, d)
 	}
 	add(os.Getenv("GOMODCACHE"))
-	if s, err := goCommand("env", "GOMODCACHE"); err == nil {
-		add(s)
-	}
 	for _, p := range filepath.SplitList(os.Getenv("GOPATH")) {
 		if p != "" {
 			add(filepath.Join(p, "pkg", "mod"))
