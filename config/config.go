@@ -289,6 +289,9 @@ type Output struct {
 	Plots           bool `mapstructure:"plots" yaml:"plots"`
 	CheckpointEvery int  `mapstructure:"checkpoint_every" yaml:"checkpoint_every"` // 0: only at the end
 	Keep            int  `mapstructure:"keep" yaml:"keep"`                         // checkpoints kept; 0 keeps all
+	// Temperature scales the latent standard deviation of sample grids
+	// (1: the model itself; flows often look better at 0.7).
+	Temperature float64 `mapstructure:"temperature" yaml:"temperature"`
 }
 
 // Default returns the paper's toy experiment (appendix D.3.1): REAL-NVP
@@ -309,7 +312,7 @@ func Default() Config {
 		},
 		Data: Data{
 			Dataset:        DatasetMoG,
-			Root:           "data",
+			Root:           "datasets",
 			BatchSize:      256,
 			DropLast:       true,
 			Dequantization: "uniform",
@@ -365,6 +368,7 @@ func Default() Config {
 			Plots:           true,
 			CheckpointEvery: 5000,
 			Keep:            2,
+			Temperature:     1,
 		},
 		Source: "defaults",
 	}

