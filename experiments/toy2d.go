@@ -71,12 +71,49 @@ type Summary struct {
 	MMD2Unit   float64 `json:"mmd2_unit_kernel"`  // RBF l=1, σ²=1
 	TestNLL    float64 `json:"test_nll_nats"`
 	MMDSamples int     `json:"mmd_samples"`
+	// Non-finite values are written as -1e300 (JSON has no NaN).
 	// For data with a density (MoG): the test NLL under the true density
 	// (the floor TestNLL can reach) and the mean squared error between the
 	// model's and the true score ∇x log p over a uniform grid on the plot
 	// box, which weighs the low-density regions the paper's Fig. 1 is about.
 	TrueTestNLL *float64 `json:"true_test_nll_nats,omitempty"`
 	ScoreMSE    *float64 `json:"score_mse_grid,omitempty"`
+	// Grid points where the model's score is not finite (left out of
+	// ScoreMSE).
+	ScoreGridNonFinite int `json:"score_grid_nonfinite,omitempty"`
+}
+
+// nan is what JSON, which has no NaN or Inf, gets for a non-finite value.
+const nan = -1e300
+
+func finiteOr(v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nan
+	}
+	return v
+}
+
+func finiteAll(xs []float64) []float64 {
+	out := make([]float64, len(xs))
+	for i, x := range xs {
+		out[i] = finiteOr(x)
+	}
+	return out
+}
+
+// finite replaces non-finite values by -1e300 so that the summary can be
+// written as JSON.
+func (s Summary) finite() Summary {
+	s.MMD2Paper, s.MMD2Unit, s.TestNLL = finiteOr(s.MMD2Paper), finiteOr(s.MMD2Unit), finiteOr(s.TestNLL)
+	if s.ScoreMSE != nil {
+		v := finiteOr(*s.ScoreMSE)
+		s.ScoreMSE = &v
+	}
+	return s
+}
+
+func (c Curve) finite() Curve {
+	return Curve{Steps: c.Steps, Loss: finiteAll(c.Loss), EvalSteps: c.EvalSteps, MMD2Paper: finiteAll(c.MMD2Paper), MMD2Unit: finiteAll(c.MMD2Unit)}
 }
 
 // NewToy2D prepares evaluation on the test split of points.
@@ -229,10 +266,13 @@ func (e *Toy2D) Hooks() []train.Hook {
 				return err
 			}
 		}
-		b, _ := json.MarshalIndent(struct {
+		b, err := json.MarshalIndent(struct {
 			Summary
 			Curve Curve `json:"curve"`
-		}{e.summary, e.curve}, "", "  ")
+		}{e.summary.finite(), e.curve.finite()}, "", "  ")
+		if err != nil {
+			return fmt.Errorf("writing summary.json: %w", err)
+		}
 		return os.WriteFile(filepath.Join(t.Dir, "summary.json"), b, 0o644)
 	}})
 	return hooks
@@ -258,14 +298,26 @@ func (e *Toy2D) againstTruth() (trueNLL, scoreMSE float64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	finite := 0
 	for r := 0; r < g.Rows; r++ {
 		for c := 0; c < g.Cols; c++ {
 			tx, ty := mogScore(g.X(c), g.Y(r))
 			i := r*g.Cols + c
-			scoreMSE += (vx[i]-tx)*(vx[i]-tx) + (vy[i]-ty)*(vy[i]-ty)
+			d := (vx[i]-tx)*(vx[i]-tx) + (vy[i]-ty)*(vy[i]-ty)
+			if math.IsNaN(d) || math.IsInf(d, 0) {
+				// The model's density underflows far out; its score is
+				// undefined there and counted apart.
+				continue
+			}
+			scoreMSE += d
+			finite++
 		}
 	}
-	return trueNLL, scoreMSE / float64(g.Cols*g.Rows), nil
+	e.summary.ScoreGridNonFinite = g.Cols*g.Rows - finite
+	if finite == 0 {
+		return trueNLL, math.NaN(), nil
+	}
+	return trueNLL, scoreMSE / float64(finite), nil
 }
 
 // trueDensity is the data density on the grid (MoG: analytic; von Mises,
