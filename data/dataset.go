@@ -101,4 +101,4 @@ func fetchHint(name, root string) string {
 
 // DefaultRoot is where cmd/data puts datasets unless told otherwise (the
 // default of the run config's data.root).
-const DefaultRoot = "data"
+const DefaultRoot = "datasets"
