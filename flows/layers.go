@@ -182,7 +182,9 @@ func NewActNorm(p nn.Path, c int64) (a *ActNorm, err error) {
 	return a, nil
 }
 
-// IsInitialised reads the flag (a loaded checkpoint may have set it).
+// IsInitialised reads the flag (a loaded checkpoint may have set it). Once
+// true it is cached, so training does not read the buffer (a device sync)
+// every step; load weights before the first Forward.
 func (a *ActNorm) IsInitialised() bool {
 	if !a.inited {
 		v, err := a.Initialised.Float64()
