@@ -37,33 +37,45 @@ type Conv2d struct {
 }
 
 // NewConv2d registers a k×k convolution from in to out channels under p.
-func NewConv2d(p Path, in, out, k int64, opts ...ConvOptions) (c *Conv2d, err error) {
+func NewConv2d(p Path, in, out, k int64, opts ...ConvOptions) (*Conv2d, error) {
+	o, w, b, err := newConvParams(p, "Conv2d", in, out, k, opts, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Conv2d{W: w, B: b, In: in, Out: out, Kernel: k, Opts: o}, nil
+}
+
+// newConvParams validates a convolution and registers its weight and bias,
+// initialised as PyTorch does. A transposed convolution's weight is
+// (in, out/groups, k, k) and PyTorch takes its fan_in from dimension 1.
+func newConvParams(p Path, what string, in, out, k int64, opts []ConvOptions, transposed bool) (o ConvOptions, w, b *ts.Tensor, err error) {
 	defer Recover(&err)
-	var o ConvOptions
 	if len(opts) > 0 {
 		o = opts[0]
 	}
 	o = o.norm()
-	if err := positive("Conv2d channels and kernel", in, out, k); err != nil {
-		return nil, err
+	if err := positive(what+" channels and kernel", in, out, k); err != nil {
+		return o, nil, nil, err
 	}
 	if in%o.Groups != 0 || out%o.Groups != 0 {
-		return nil, fmt.Errorf("nn: Conv2d channels %d→%d are not divisible by groups %d", in, out, o.Groups)
+		return o, nil, nil, fmt.Errorf("nn: %s channels %d→%d are not divisible by groups %d", what, in, out, o.Groups)
 	}
 	sc := ts.NewScope()
 	defer sc.Close()
-	fanIn := in / o.Groups * k * k
-	w, b := convInit([]int64{out, in / o.Groups, k, k}, out, fanIn, o, p)
-	c = &Conv2d{In: in, Out: out, Kernel: k, Opts: o}
-	if c.W, err = p.Param("weight", w); err != nil {
-		return nil, err
+	wshape, fanIn := []int64{out, in / o.Groups, k, k}, in/o.Groups*k*k
+	if transposed {
+		wshape, fanIn = []int64{in, out / o.Groups, k, k}, out/o.Groups*k*k
 	}
-	if b != nil {
-		if c.B, err = p.Param("bias", b); err != nil {
-			return nil, err
+	w0, b0 := convInit(wshape, out, fanIn, o, p)
+	if w, err = p.Param("weight", w0); err != nil {
+		return o, nil, nil, err
+	}
+	if b0 != nil {
+		if b, err = p.Param("bias", b0); err != nil {
+			return o, nil, nil, err
 		}
 	}
-	return c, nil
+	return o, w, b, nil
 }
 
 func convInit(wshape []int64, nbias, fanIn int64, o ConvOptions, p Path) (w, b *ts.Tensor) {
@@ -109,33 +121,12 @@ type ConvTranspose2d struct {
 }
 
 // NewConvTranspose2d registers a k×k transposed convolution under p.
-func NewConvTranspose2d(p Path, in, out, k int64, opts ...ConvOptions) (c *ConvTranspose2d, err error) {
-	defer Recover(&err)
-	var o ConvOptions
-	if len(opts) > 0 {
-		o = opts[0]
-	}
-	o = o.norm()
-	if err := positive("ConvTranspose2d channels and kernel", in, out, k); err != nil {
+func NewConvTranspose2d(p Path, in, out, k int64, opts ...ConvOptions) (*ConvTranspose2d, error) {
+	o, w, b, err := newConvParams(p, "ConvTranspose2d", in, out, k, opts, true)
+	if err != nil {
 		return nil, err
 	}
-	if in%o.Groups != 0 || out%o.Groups != 0 {
-		return nil, fmt.Errorf("nn: ConvTranspose2d channels %d→%d are not divisible by groups %d", in, out, o.Groups)
-	}
-	sc := ts.NewScope()
-	defer sc.Close()
-	fanIn := out / o.Groups * k * k
-	w, b := convInit([]int64{in, out / o.Groups, k, k}, out, fanIn, o, p)
-	c = &ConvTranspose2d{In: in, Out: out, Kernel: k, Opts: o}
-	if c.W, err = p.Param("weight", w); err != nil {
-		return nil, err
-	}
-	if b != nil {
-		if c.B, err = p.Param("bias", b); err != nil {
-			return nil, err
-		}
-	}
-	return c, nil
+	return &ConvTranspose2d{W: w, B: b, In: in, Out: out, Kernel: k, Opts: o}, nil
 }
 
 // Forward applies the transposed convolution to x (N, in, H, W).
