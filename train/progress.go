@@ -33,6 +33,7 @@ func ProgressHook(every int) Hook {
 				bar = progressbar.NewOptions(total,
 					progressbar.OptionSetWriter(t.Log),
 					progressbar.OptionShowIts(),
+					progressbar.OptionShowCount(),
 					progressbar.OptionSetItsString("it"),
 					progressbar.OptionSetWidth(24),
 					progressbar.OptionThrottle(100*time.Millisecond),
