@@ -1,0 +1,288 @@
+package fid
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/mollify/mollify/data"
+	"github.com/mollify/mollify/nn"
+)
+
+// ErrTooFewImages is wrapped by the error for a set with no more images
+// than feature dimensions. Its covariance has rank at most n−1 < d, so it
+// is singular: pytorch-fid's scipy.linalg.sqrtm then returns a complex
+// matrix and pytorch-fid stops with "Imaginary component", or returns a
+// number that mostly measures the sample size. Use more images (FID is
+// normally computed from 50 000) or fewer dims.
+var ErrTooFewImages = errors.New("fewer images than needed for a full-rank covariance")
+
+// CheckCount returns an error wrapping ErrTooFewImages unless n > dims.
+func CheckCount(what string, n, dims int) error {
+	if n > dims {
+		return nil
+	}
+	return fmt.Errorf("fid: %s has %d images but %d-d features need more than %d: %w "+
+		"(the covariance would be singular, which is pytorch-fid's \"Imaginary component\" error); "+
+		"use more images (50 000 is standard) or smaller dims", what, n, dims, dims, ErrTooFewImages)
+}
+
+// UnitImages turns uint8 NCHW pixels into a FeatureNet's input on device:
+// float32 k/255, as torchvision's ToTensor gives pytorch-fid, with grey
+// images (C = 1) repeated to 3 channels, as PIL's convert('RGB') does. The
+// bytes cross to the device as uint8.
+func UnitImages(pix []uint8, shape []int64, device gotch.Device) (x *ts.Tensor, err error) {
+	defer nn.Recover(&err)
+	if len(shape) != 4 || (shape[1] != 1 && shape[1] != 3) {
+		return nil, fmt.Errorf("fid: images must be N×C×H×W with C = 1 or 3, got %v", shape)
+	}
+	sc := ts.NewScope()
+	defer sc.Close()
+	u8, err := ts.FromBytes(pix, shape, gotch.Uint8)
+	if err != nil {
+		return nil, fmt.Errorf("fid: %w", err)
+	}
+	x = u8.MustTo(device, true).MustTotype(gotch.Float, true).MustDivScalar(ts.IntScalar(255), true)
+	if shape[1] == 1 {
+		x = x.MustRepeat([]int64{1, 3, 1, 1}, true)
+	}
+	sc.Keep(x)
+	return x, nil
+}
+
+// Accumulate adds the features of the images x (N×3×H×W in [0, 1] on
+// net's device) to acc. x is not freed.
+func Accumulate(acc *Accumulator, net FeatureNet, x *ts.Tensor) (err error) {
+	defer nn.Recover(&err)
+	if acc.Dim() != net.Dim() {
+		return fmt.Errorf("fid: accumulator has %d dimensions, the network %d", acc.Dim(), net.Dim())
+	}
+	sc := ts.NewScope()
+	defer sc.Close()
+	y, err := net.Features(x)
+	if err != nil {
+		return err
+	}
+	b, err := y.Bytes()
+	if err != nil {
+		return fmt.Errorf("fid: copying features to the host: %w", err)
+	}
+	rows := make([]float32, len(b)/4)
+	for i := range rows {
+		rows[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return acc.AddFloat32(rows)
+}
+
+// Progress is told how many of total images are done.
+type Progress func(done, total int)
+
+// DatasetStats returns the statistics of every image of ds (uint8, 1 or 3
+// channels), batch images at a time, each batch in its own scope.
+func DatasetStats(net FeatureNet, ds data.Dataset, batch int, progress Progress) (*Stats, error) {
+	n := ds.Len()
+	if err := CheckCount("the dataset", n, net.Dim()); err != nil {
+		return nil, err
+	}
+	if batch <= 0 {
+		return nil, fmt.Errorf("fid: batch size must be positive, got %d", batch)
+	}
+	c, h, w := ds.Shape()
+	acc, err := NewAccumulator(net.Dim())
+	if err != nil {
+		return nil, err
+	}
+	pix := make([]uint8, 0, batch*c*h*w)
+	for lo := 0; lo < n; lo += batch {
+		hi := min(lo+batch, n)
+		pix = pix[:0]
+		for i := lo; i < hi; i++ {
+			p, _ := ds.Example(i)
+			pix = append(pix, p...)
+		}
+		if err := accumulatePixels(acc, net, pix, []int64{int64(hi - lo), int64(c), int64(h), int64(w)}); err != nil {
+			return nil, err
+		}
+		if progress != nil {
+			progress(hi, n)
+		}
+	}
+	return acc.Stats()
+}
+
+func accumulatePixels(acc *Accumulator, net FeatureNet, pix []uint8, shape []int64) error {
+	sc := ts.NewScope()
+	defer sc.Close()
+	x, err := UnitImages(pix, shape, net.Device())
+	if err != nil {
+		return err
+	}
+	return Accumulate(acc, net, x)
+}
+
+// imageExtensions are pytorch-fid's IMAGE_EXTENSIONS; it globs *.ext, so
+// on Linux only lower-case names count, and so here.
+var imageExtensions = []string{"bmp", "jpeg", "jpg", "pgm", "png", "ppm", "tif", "tiff", "webp"}
+
+// decoded are the extensions Go decodes here.
+var decoded = []string{"jpeg", "jpg", "png"}
+
+// ImageFiles lists the images of dir as pytorch-fid does (sorted, not
+// recursive, lower-case extensions). Formats other than PNG and JPEG are
+// an error rather than skipped, so the set is never silently smaller than
+// pytorch-fid's.
+func ImageFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fid: %w", err)
+	}
+	var files, other []string
+	for _, e := range entries {
+		ext := strings.TrimPrefix(filepath.Ext(e.Name()), ".")
+		if e.IsDir() || !slices.Contains(imageExtensions, ext) {
+			continue
+		}
+		if !slices.Contains(decoded, ext) {
+			other = append(other, e.Name())
+			continue
+		}
+		files = append(files, filepath.Join(dir, e.Name()))
+	}
+	if len(other) > 0 {
+		return nil, fmt.Errorf("fid: %s has images this tool cannot decode (%s%s); only PNG and JPEG are read: convert them to PNG",
+			dir, strings.Join(other[:min(3, len(other))], ", "), map[bool]string{true: ", ...", false: ""}[len(other) > 3])
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("fid: %s has no images (*.png, *.jpg or *.jpeg, lower-case as pytorch-fid globs them)", dir)
+	}
+	slices.Sort(files)
+	return files, nil
+}
+
+// FolderStats returns the statistics of the images in dir (see
+// ImageFiles), decoded to RGB as PIL's convert('RGB') does, batch at a
+// time. Images may differ in size: each is resized to 299×299 by the
+// network on its own, so batches are split where the size changes.
+func FolderStats(net FeatureNet, dir string, batch int, progress Progress) (*Stats, error) {
+	files, err := ImageFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckCount(dir, len(files), net.Dim()); err != nil {
+		return nil, err
+	}
+	if batch <= 0 {
+		return nil, fmt.Errorf("fid: batch size must be positive, got %d", batch)
+	}
+	acc, err := NewAccumulator(net.Dim())
+	if err != nil {
+		return nil, err
+	}
+	// Decode the next batch while the network runs on this one.
+	type decodedBatch struct {
+		imgs []rgbImage
+		err  error
+	}
+	next := make(chan decodedBatch, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(next)
+		for lo := 0; lo < len(files); lo += batch {
+			imgs, err := decodeAll(files[lo:min(lo+batch, len(files))])
+			select {
+			case next <- decodedBatch{imgs, err}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	done := 0
+	for b := range next {
+		if b.err != nil {
+			return nil, b.err
+		}
+		for lo := 0; lo < len(b.imgs); {
+			hi := lo + 1
+			for hi < len(b.imgs) && b.imgs[hi].w == b.imgs[lo].w && b.imgs[hi].h == b.imgs[lo].h {
+				hi++
+			}
+			w, h := b.imgs[lo].w, b.imgs[lo].h
+			pix := make([]uint8, 0, (hi-lo)*3*w*h)
+			for _, im := range b.imgs[lo:hi] {
+				pix = append(pix, im.planar...)
+			}
+			if err := accumulatePixels(acc, net, pix, []int64{int64(hi - lo), 3, int64(h), int64(w)}); err != nil {
+				return nil, err
+			}
+			lo = hi
+		}
+		done += len(b.imgs)
+		if progress != nil {
+			progress(done, len(files))
+		}
+	}
+	return acc.Stats()
+}
+
+type rgbImage struct {
+	planar []uint8 // 3×h×w
+	w, h   int
+}
+
+// decodeAll decodes files in parallel.
+func decodeAll(files []string) ([]rgbImage, error) {
+	out := make([]rgbImage, len(files))
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range min(runtime.GOMAXPROCS(0), len(files)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				out[i], errs[i] = decodeFile(files[i])
+			}
+		}()
+	}
+	for i := range files {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func decodeFile(path string) (rgbImage, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return rgbImage{}, fmt.Errorf("fid: %w", err)
+	}
+	defer f.Close()
+	rgb, w, h, err := data.DecodeRGB(f)
+	if err != nil {
+		return rgbImage{}, fmt.Errorf("fid: decoding %s: %w", path, err)
+	}
+	planar := make([]uint8, len(rgb))
+	n := w * h
+	for i := 0; i < n; i++ {
+		planar[i], planar[n+i], planar[2*n+i] = rgb[3*i], rgb[3*i+1], rgb[3*i+2]
+	}
+	return rgbImage{planar: planar, w: w, h: h}, nil
+}
