@@ -175,13 +175,25 @@ var errRetry = errors.New("fid: retry with offset")
 // traceSqrtSymmetric is the Symmetric method.
 func traceSqrtSymmetric(s1, s2 *Stats, offset float64, res *Result) (float64, error) {
 	d := s1.Dim()
+	// The factorisations' panels are serial; run the two side by side.
+	var (
+		f2   []float64
+		piv2 []int
+		r2   int
+		err2 error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		f2, piv2, r2, err2 = factor(s2, offset, "second")
+	}()
 	f1, piv1, r1, err := factor(s1, offset, "first")
+	<-done
 	if err != nil {
 		return 0, err
 	}
-	f2, piv2, r2, err := factor(s2, offset, "second")
-	if err != nil {
-		return 0, err
+	if err2 != nil {
+		return 0, err2
 	}
 	res.Rank1, res.Rank2 = r1, r2
 	if r1 == 0 || r2 == 0 {
