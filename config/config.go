@@ -144,8 +144,11 @@ type Glow struct {
 // VAE configures the Table 4 encoder/decoder and the variant-specific
 // parts; fields a variant does not use are ignored.
 type VAE struct {
-	Latent int    `mapstructure:"latent" yaml:"latent"`
-	Recon  string `mapstructure:"recon" yaml:"recon"` // mse | bce
+	Latent int `mapstructure:"latent" yaml:"latent"`
+	// Width multiplies Table 4's channel counts (128…1024); 1 is the
+	// paper's network, 0.25 a quarter-width one for MNIST on a CPU.
+	Width float64 `mapstructure:"width" yaml:"width"`
+	Recon string  `mapstructure:"recon" yaml:"recon"` // mse | bce
 	// Beta weights the KL term of beta_vae (0.1 in the paper).
 	Beta float64 `mapstructure:"beta" yaml:"beta"`
 	// ImportanceSamples is K of iwae (5 in the paper).
@@ -326,7 +329,7 @@ func Default() Config {
 			RealNVP:   RealNVP{Scales: 2, ResBlocks: 4, Channels: 32, LogitAlpha: 0.05},
 			Glow:      Glow{Levels: 3, Depth: 20, Hidden: 512, Split: "channel", Scale: "sigmoid", LearnedBase: true},
 			VAE: VAE{
-				Latent: 256, Recon: "mse", Beta: 0.1, ImportanceSamples: 5,
+				Latent: 256, Width: 1, Recon: "mse", Beta: 0.1, ImportanceSamples: 5,
 				IAF:  IAF{Blocks: 2, HiddenLayers: 3, HiddenUnits: 128},
 				HVAE: HVAE{LeapfrogSteps: 1, StepSize: 0.001, LearnStepSize: true, BetaZero: 0.3},
 			},

@@ -141,6 +141,11 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{`data.image_size must be > 0 for the image dataset "cifar10", got 0`},
 		},
 		{
+			name: "VAE width not positive",
+			file: "data: {dataset: mnist, image_size: 32, channels: 1}\nmodel: {name: vae, vae: {width: 0}}\n",
+			want: []string{"model.vae.width must be a finite number > 0, got 0"},
+		},
+		{
 			name: "invalid YAML",
 			file: "run: [\n",
 			want: []string{"not valid YAML"},

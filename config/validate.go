@@ -176,6 +176,7 @@ func (m Model) validate(k *checker, d Data) {
 	case IsVAEFamily(m.Name):
 		v := m.VAE
 		k.positive("model.vae.latent", v.Latent)
+		k.positiveFloat("model.vae.width", v.Width)
 		k.oneOf("model.vae.recon", v.Recon, "mse", "bce")
 		switch m.Name {
 		case ModelBetaVAE:

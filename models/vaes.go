@@ -59,7 +59,7 @@ func newVAE(c *config.Config, p nn.Path) (train.Model, error) {
 		ImageSize: int64(c.Data.ImageSize),
 		Channels:  int64(c.Data.Channels),
 		Latent:    int64(v.Latent),
-		Width:     1, // Table 4; the config has no width multiplier yet
+		Width:     v.Width,
 		Recon:     v.Recon,
 		Range:     c.Data.Range,
 	}
