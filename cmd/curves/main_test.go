@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mollify/mollify/config"
+)
+
+// fakeRun writes a run folder: the resolved config and a metrics.jsonl
+// with train losses every 10 steps and an eval record every 20.
+func fakeRun(t *testing.T, name string, model string, mollified bool, loss func(step int) string, eval map[string]float64) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
+	c := config.Default()
+	c.Run.Name, c.Run.Iterations = name, 40
+	c.Data = config.Data{Dataset: "mnist", Root: "datasets", ImageSize: 32, Channels: 1, BatchSize: 8, DropLast: true, Dequantization: "none", Range: "unit"}
+	c.Model.Name = model
+	c.Mollification.Enabled = mollified
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for s := 10; s <= 40; s += 10 {
+		fmt.Fprintf(&b, `{"kind":"train","step":%d,"loss":%s,"skipped_total":0,"mollified":%v,"time":"x"}`+"\n", s, loss(s), mollified && s <= 20)
+		if s%20 == 0 {
+			fmt.Fprintf(&b, `{"kind":"eval","step":%d`, s)
+			for k, v := range eval {
+				fmt.Fprintf(&b, `,%q:%g`, k, v-float64(40-s))
+			}
+			b.WriteString("}\n")
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "metrics.jsonl"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func falling(s int) string { return fmt.Sprint(100 - s) }
+
+func TestPlotsTwoRunsSideBySide(t *testing.T) {
+	a := fakeRun(t, "vae-mollified_false", "vae", false, falling, map[string]float64{"elbo": -900, "bpd": 9})
+	b := fakeRun(t, "vae-mollified_true", "vae", true, falling, map[string]float64{"elbo": -890, "bpd": 8.9})
+	out := filepath.Join(t.TempDir(), "img", "c.png")
+	if err := run([]string{"-out", out, a, b}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := png.DecodeConfig(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Width != 2*cfg.Height {
+		t.Errorf("PNG is %d×%d, want two square tiles side by side", cfg.Width, cfg.Height)
+	}
+	runs := []*runData{{dir: a}, {dir: b}}
+	for i := range runs {
+		if runs[i], err = load(runs[i].dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	label(runs)
+	if runs[0].name != "vanilla" || runs[1].name != "gaussian mollification" || runs[1].molSteps != 20 {
+		t.Errorf("labels %q, %q (mollified steps %d), want vanilla and gaussian mollification (20)", runs[0].name, runs[1].name, runs[1].molSteps)
+	}
+	if m, err := chooseMetric(runs); err != nil || m != "elbo" {
+		t.Errorf("metric %q (%v), want elbo, the bound both runs report", m, err)
+	}
+}
+
+func TestMetricChoiceAndErrors(t *testing.T) {
+	iw := fakeRun(t, "iwae", "iwae", false, falling, map[string]float64{"elbo": -900, "iwae_bound": -895})
+	va := fakeRun(t, "vae", "vae", false, falling, map[string]float64{"elbo": -900})
+	runs := []*runData{}
+	for _, d := range []string{iw, va} {
+		r, err := load(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, r)
+	}
+	if m, _ := chooseMetric(runs[:1]); m != "iwae_bound" {
+		t.Errorf("IWAE alone: metric %q, want iwae_bound", m)
+	}
+	if m, _ := chooseMetric(runs); m != "elbo" {
+		t.Errorf("IWAE with VAE: metric %q, want elbo", m)
+	}
+	label(runs)
+	if runs[0].name != "iwae, vanilla" || runs[1].name != "vae, vanilla" {
+		t.Errorf("labels %q, %q", runs[0].name, runs[1].name)
+	}
+	out := filepath.Join(t.TempDir(), "c.png")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "usage"},
+		{[]string{"-out", out, t.TempDir()}, "no metrics.jsonl"},
+		{[]string{"-out", out, "-metric", "fid", iw, va}, `no eval "fid"`},
+	} {
+		if err := run(c.args, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("curves %v: error %v, want it to mention %q", c.args, err, c.want)
+		}
+	}
+}
+
+func TestTableReportsFinalMetricsAndNaN(t *testing.T) {
+	good := fakeRun(t, "vae-mollified_false", "vae", false, falling, map[string]float64{"elbo": -900.25, "bpd": 9.5})
+	bad := fakeRun(t, "vae-mollified_true", "vae", true, func(s int) string {
+		if s == 30 {
+			return `"NaN"`
+		}
+		return falling(s)
+	}, map[string]float64{"elbo": -890, "bpd": 9.4})
+	var out bytes.Buffer
+	if err := run([]string{"-table", "-tail", "2", good, bad}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("table has %d lines, want header, rule and 2 rows:\n%s", len(lines), out.String())
+	}
+	if !strings.Contains(lines[0], "test elbo | test bpd |") {
+		t.Errorf("header %q: want elbo before bpd", lines[0])
+	}
+	// first loss 90, the mean of the last 2 (70, 60) is 65, final eval at step 40.
+	if want := "| vae-mollified_false | vae | vanilla | 40 | 90.00 | 65.00 | -900.25 | 9.5000 | 0 | 0 |"; lines[2] != want {
+		t.Errorf("row\n%s\nwant\n%s", lines[2], want)
+	}
+	if !strings.HasSuffix(lines[3], "| 1 | 0 |") || !strings.Contains(lines[3], "gaussian mollification") {
+		t.Errorf("the NaN loss is not counted: %s", lines[3])
+	}
+}
