@@ -89,7 +89,7 @@ func (o InceptionOptions) dims() int {
 // one. Close frees the weights.
 type Inception struct {
 	store  *nn.Store
-	dims   int
+	dims   int // features returned: opt.Dims / div
 	block  int // last block needed for dims
 	stem0  []*basicConv
 	stem1  []*basicConv
@@ -175,7 +175,7 @@ func newInception(get weightSource, opt InceptionOptions, div int64) (m *Incepti
 			b.store.Close()
 		}
 	}()
-	m = &Inception{store: b.store, dims: opt.dims(), block: block}
+	m = &Inception{store: b.store, dims: opt.dims() / int(div), block: block}
 	m.stem0 = []*basicConv{
 		b.conv("Conv2d_1a_3x3", 3, 32, 3, 3, 2, 0, 0),
 		b.conv("Conv2d_2a_3x3", 32, 32, 3, 3, 1, 0, 0),
@@ -221,7 +221,7 @@ func (m *Inception) Close() { m.store.Close() }
 // Features returns the pooled activations of the block that gives Dim()
 // features, for images in [0, 1] (N×3×H×W, any H and W).
 func (m *Inception) Features(x *ts.Tensor) (*ts.Tensor, error) {
-	out, err := m.blocks(x, m.block)
+	out, err := m.blocks(x, m.block, false)
 	if err != nil {
 		return nil, err
 	}
@@ -229,8 +229,9 @@ func (m *Inception) Features(x *ts.Tensor) (*ts.Tensor, error) {
 }
 
 // blocks runs the network up to block last and returns the pooled N×C
-// features of blocks 0..last (the later entries are nil).
-func (m *Inception) blocks(x *ts.Tensor, last int) (out [4]*ts.Tensor, err error) {
+// features of block last, and with all of blocks 0..last-1 too (the other
+// entries are nil).
+func (m *Inception) blocks(x *ts.Tensor, last int, all bool) (out [4]*ts.Tensor, err error) {
 	defer nn.Recover(&err)
 	if err := checkImages(x, m.Device()); err != nil {
 		return out, err
@@ -243,6 +244,9 @@ func (m *Inception) blocks(x *ts.Tensor, last int) (out [4]*ts.Tensor, err error
 		h := x.MustUpsampleBilinear2d([]int64{299, 299}, false, nil, nil, false)
 		h = h.MustMulScalar(ts.IntScalar(2), true).MustSubScalar(ts.IntScalar(1), true)
 		pool := func(i int, h *ts.Tensor) {
+			if i != last && !all {
+				return
+			}
 			p := h.MustAdaptiveAvgPool2d([]int64{1, 1}, false).MustFlatten(1, 3, true)
 			sc.Keep(p)
 			out[i] = p
@@ -662,7 +666,7 @@ func loadTorchScript(path string, opt InceptionOptions, div int64) (n *TorchScri
 
 // setDims selects the columns of block.
 func (n *TorchScript) setDims(block int) {
-	n.dims, n.offset = Dims[block], 0
+	n.dims, n.offset = Dims[block]/int(n.div), 0
 	for _, d := range Dims[:block] {
 		n.offset += int64(d) / n.div
 	}
@@ -692,5 +696,5 @@ func (n *TorchScript) Features(x *ts.Tensor) (out *ts.Tensor, err error) {
 	if width := 3072 / n.div; len(s) != 2 || s[1] != width || y.DType() != gotch.Float {
 		return nil, fmt.Errorf("fid: the TorchScript module returns %v %v, want float32 (N, %d): pooled features of pytorch-fid's four blocks, as cmd/fid/export_inception.py exports", y.DType(), s, width)
 	}
-	return y.MustNarrow(1, n.offset, int64(n.dims)/n.div, true), nil
+	return y.MustNarrow(1, n.offset, int64(n.dims), true), nil
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/mollify/mollify/fid/npz"
 	"github.com/mollify/mollify/fid/torchfile"
+	"github.com/mollify/mollify/nn"
 )
 
 // parityTol is the bound on |Go − PyTorch| for every feature.
@@ -167,6 +169,9 @@ func randomSource(t testing.TB, seed uint64, div int64, sums []float64) weightSo
 			got = append(got, s)
 		}
 	}
+	if sums == nil { // benchmarks
+		sums = got
+	}
 	if len(got) != len(sums) {
 		t.Fatalf("%d drawn tensors, the fixture has %d checksums: the networks have different layers", len(got), len(sums))
 	}
@@ -196,7 +201,7 @@ func TestInceptionFullWidthParity(t *testing.T) {
 	defer m.Close()
 	sc := ts.NewScope()
 	defer sc.Close()
-	got, err := m.blocks(imageTensor(t, f.images), 3)
+	got, err := m.blocks(imageTensor(t, f.images), 3, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,12 +224,12 @@ func TestInceptionFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
-			got, err := m.blocks(small, 3)
+			got, err := m.blocks(small, 3, true)
 			if err != nil {
 				t.Fatal(err)
 			}
 			compareBlocks(t, got, f.features, f.div)
-			got, err = m.blocks(big, 3)
+			got, err = m.blocks(big, 3, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -270,7 +275,7 @@ func TestInceptionDims(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s := y.MustSize(); !slices.Equal(s, []int64{2, int64(d) / f.div}) || m.Dim() != d {
+		if s := y.MustSize(); !slices.Equal(s, []int64{2, int64(d) / f.div}) || m.Dim() != d/int(f.div) {
 			t.Errorf("dims %d: features %v, Dim %d", d, s, m.Dim())
 		}
 	}
@@ -417,4 +422,42 @@ func TestInceptionRejectsBadImages(t *testing.T) {
 			t.Errorf("%v: %v, want %q", c.x.MustSize(), err, c.want)
 		}
 	}
+}
+
+// BenchmarkInceptionFeatures is feature extraction at 299×299 (pytorch-fid's
+// dims 2048) with random full-width weights, in images/s; compare with
+// cmd/fid/bench_inception.py at the same threads and batch:
+//
+//	MOLLIFY_THREADS=1 go test ./fid -run '^$' -bench InceptionFeatures -benchtime 4x
+//	/usr/bin/python3 cmd/fid/bench_inception.py --threads 1 --batch 16 --batches 4
+//
+// MOLLIFY_BENCH_BATCH sets the batch size (default 16).
+func BenchmarkInceptionFeatures(b *testing.B) {
+	nn.SetThreads(nn.DefaultThreads())
+	batch := 16
+	if v, err := strconv.Atoi(os.Getenv("MOLLIFY_BENCH_BATCH")); err == nil && v > 0 {
+		batch = v
+	}
+	m, err := newInception(randomSource(b, 1, 1, nil), InceptionOptions{Device: gotch.CPU}, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	sc := ts.NewScope()
+	defer sc.Close()
+	x := ts.MustRand([]int64{int64(batch), 3, 299, 299}, gotch.Float, gotch.CPU)
+	run := func() {
+		s := ts.NewScope()
+		defer s.Close()
+		if _, err := m.Features(x); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run() // warm-up
+	b.ResetTimer()
+	for range b.N {
+		run()
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "images/s")
+	b.ReportMetric(float64(nn.Threads()), "threads")
 }
