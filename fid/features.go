@@ -37,10 +37,8 @@ func CheckCount(what string, n, dims int) error {
 		"use more images (50 000 is standard) or smaller dims", what, n, dims, dims, ErrTooFewImages)
 }
 
-// UnitImages turns uint8 NCHW pixels into a FeatureNet's input on device:
-// float32 k/255, as torchvision's ToTensor gives pytorch-fid, with grey
-// images (C = 1) repeated to 3 channels, as PIL's convert('RGB') does. The
-// bytes cross to the device as uint8.
+// UnitImages turns uint8 NCHW pixels into a FeatureNet's input on device
+// (see UnitTensor). The bytes cross to the device as uint8.
 func UnitImages(pix []uint8, shape []int64, device gotch.Device) (x *ts.Tensor, err error) {
 	defer nn.Recover(&err)
 	if len(shape) != 4 || (shape[1] != 1 && shape[1] != 3) {
@@ -52,8 +50,27 @@ func UnitImages(pix []uint8, shape []int64, device gotch.Device) (x *ts.Tensor, 
 	if err != nil {
 		return nil, fmt.Errorf("fid: %w", err)
 	}
-	x = u8.MustTo(device, true).MustTotype(gotch.Float, true).MustDivScalar(ts.IntScalar(255), true)
-	if shape[1] == 1 {
+	if x, err = UnitTensor(u8, device); err != nil {
+		return nil, err
+	}
+	sc.Keep(x)
+	return x, nil
+}
+
+// UnitTensor turns a uint8 N×C×H×W tensor (C = 1 or 3) into a FeatureNet's
+// input on device: float32 k/255, as torchvision's ToTensor gives
+// pytorch-fid, with grey images repeated to 3 channels, as PIL's
+// convert('RGB') does. u8 is not freed.
+func UnitTensor(u8 *ts.Tensor, device gotch.Device) (x *ts.Tensor, err error) {
+	defer nn.Recover(&err)
+	s := u8.MustSize()
+	if len(s) != 4 || (s[1] != 1 && s[1] != 3) || u8.DType() != gotch.Uint8 {
+		return nil, fmt.Errorf("fid: images must be uint8 N×C×H×W with C = 1 or 3, got %v %v", u8.DType(), s)
+	}
+	sc := ts.NewScope()
+	defer sc.Close()
+	x = u8.MustTo(device, false).MustTotype(gotch.Float, true).MustDivScalar(ts.IntScalar(255), true)
+	if s[1] == 1 {
 		x = x.MustRepeat([]int64{1, 3, 1, 1}, true)
 	}
 	sc.Keep(x)

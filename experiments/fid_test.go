@@ -1,0 +1,279 @@
+package experiments
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/data"
+	"github.com/mollify/mollify/fid"
+	"github.com/mollify/mollify/models"
+	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/train"
+)
+
+// smallMNIST writes the first n training and test digits as idx files
+// under root/mnist, so reference statistics are quick to compute.
+func smallMNIST(t *testing.T, root string, n int) {
+	t.Helper()
+	dir := filepath.Join(root, "mnist")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, split := range []data.Split{data.Train, data.Test} {
+		ds, err := data.LoadMNIST("", split, data.MNISTOptions{})
+		if err != nil {
+			t.Skipf("MNIST: %v", err)
+		}
+		var img, lab bytes.Buffer
+		binary.Write(&img, binary.BigEndian, []uint32{0x803, uint32(n), 28, 28})
+		binary.Write(&lab, binary.BigEndian, []uint32{0x801, uint32(n)})
+		for i := 0; i < n; i++ {
+			p, l := ds.Example(i)
+			img.Write(p)
+			lab.WriteByte(byte(l))
+		}
+		base := map[data.Split][2]string{data.Train: {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"},
+			data.Test: {"t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}}[split]
+		if err := os.WriteFile(filepath.Join(dir, base[0]), img.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, base[1]), lab.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func fidConfig(t *testing.T, root string, sets ...string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load("glow_cifar10", append([]string{"data.dataset=mnist", "data.channels=1", "data.image_size=32",
+		"model.glow.levels=2", "model.glow.depth=1", "model.glow.hidden=8", "eval.fid_samples=150", "eval.batch_size=64",
+		"data.root=" + root, "run.device=cpu"}, sets...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+type fidRun struct {
+	cfg   *config.Config
+	model train.Model
+	tr    data.Transform
+	t     *train.Trainer
+	log   *bytes.Buffer
+	store *nn.Store
+}
+
+func newFIDRun(t *testing.T, cfg *config.Config) *fidRun {
+	t.Helper()
+	rng, err := nn.Seed(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := nn.NewStore(gotch.CPU)
+	t.Cleanup(store.Close)
+	model, err := models.Build(cfg, store.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := data.ParseTransform(cfg.Data.Dequantization, cfg.Data.Range)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &bytes.Buffer{}
+	tn := &train.Trainer{Config: cfg, Dir: t.TempDir(), Device: gotch.CPU, Store: store, Model: model, RNG: rng, Log: log}
+	return &fidRun{cfg: cfg, model: model, tr: tr, t: tn, log: log, store: store}
+}
+
+// TestFIDOffWithoutNetwork: no weights and no classifier leave the run
+// alone, with one line saying why.
+func TestFIDOffWithoutNetwork(t *testing.T) {
+	t.Setenv(fid.WeightsEnv, "")
+	for _, c := range []struct {
+		sets []string
+		want []string
+	}{
+		{nil, []string{"no FID", fid.WeightsEnv, "train-classifier"}},
+		{[]string{"data.dataset=cifar10", "data.channels=3"}, []string{"no FID", fid.WeightsURL}},
+		{[]string{"eval.fid_samples=0"}, nil},
+	} {
+		r := newFIDRun(t, fidConfig(t, t.TempDir(), c.sets...))
+		e, err := NewFID(r.cfg, r.model, gotch.CPU, r.tr, r.log)
+		if err != nil || e != nil {
+			t.Fatalf("%v: NewFID %v, %v; want nil, nil", c.sets, e, err)
+		}
+		if e.Hooks() != nil || e.Metric() != "" {
+			t.Error("a nil FID has hooks")
+		}
+		e.Close()
+		for _, w := range c.want {
+			if !strings.Contains(r.log.String(), w) {
+				t.Errorf("%v: log %q does not mention %q", c.sets, r.log, w)
+			}
+		}
+		if c.want == nil && r.log.Len() > 0 {
+			t.Errorf("fid_samples=0 logged %q", r.log)
+		}
+	}
+}
+
+// TestFCDHook: without Inception weights, an MNIST run with a cached
+// classifier reports the FCD (never "fid"): the same value at two
+// evaluations of the same model (fixed noise), without disturbing the
+// run's random stream; reference statistics cached and reused; the curve
+// read back after a resume.
+func TestFCDHook(t *testing.T) {
+	t.Setenv(fid.WeightsEnv, "")
+	root := t.TempDir()
+	smallMNIST(t, root, 400)
+	train28, err := data.LoadMNIST(root, data.Train, data.MNISTOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := fid.TrainClassifier(train28, train28, fid.ClassifierOptions{Device: gotch.CPU, Epochs: 1, BatchSize: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Save(fid.ClassifierPath(root)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	r := newFIDRun(t, fidConfig(t, root))
+	e, err := NewFID(r.cfg, r.model, gotch.CPU, r.tr, r.log)
+	if err != nil || e == nil {
+		t.Fatalf("NewFID: %v, %v (log %q)", e, err, r.log)
+	}
+	defer e.Close()
+	if e.Metric() != "fcd" || len(e.Hooks()) != 1 || e.Hooks()[0].Name != "fcd" || !strings.Contains(r.log.String(), "not FID") {
+		t.Fatalf("metric %q, hooks %v, log %q", e.Metric(), e.Hooks(), r.log)
+	}
+	state, goState, err := r.t.RNG.State(gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := e.evaluate(r.t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := randomDraw(t)
+	if err := r.t.RNG.Restore(gotch.CPU, state, goState); err != nil {
+		t.Fatal(err)
+	}
+	if want := randomDraw(t); after != want {
+		t.Errorf("the evaluation moved the run's generator: next draw %v, want %v", after, want)
+	}
+	recs := records(t, r.t.Dir)
+	if len(recs) != 2 {
+		t.Fatalf("metrics: %v", recs)
+	}
+	for _, rec := range recs {
+		if rec["kind"] != "fcd" || rec["fid"] != nil || rec["samples"] != 150.0 || rec["dims"] != float64(fid.ClassifierDim) {
+			t.Errorf("record %v", rec)
+		}
+	}
+	v1, _ := recs[0]["fcd"].(float64)
+	v2, _ := recs[1]["fcd"].(float64)
+	if !(v1 > 0) || v1 != v2 {
+		t.Errorf("FCD %v then %v: want the same positive value from the same model and noise", recs[0]["fcd"], recs[1]["fcd"])
+	}
+	t.Logf("FCD of an untrained tiny Glow: %.2f", v1)
+	if _, err := os.Stat(filepath.Join(r.t.Dir, "fcd.png")); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(filepath.Join(r.t.Dir, "fid.png")); err == nil {
+		t.Error("an FCD run drew fid.png")
+	}
+	cached, _ := filepath.Glob(filepath.Join(root, "fid_stats", "mnist_train_1x32x32_fcd128_*.npz"))
+	meta, _ := filepath.Glob(filepath.Join(root, "fid_stats", "*.json"))
+	if len(cached) != 1 || len(meta) != 1 {
+		t.Fatalf("cache: %v %v", cached, meta)
+	}
+	var key statsKey
+	b, _ := os.ReadFile(meta[0])
+	if err := json.Unmarshal(b, &key); err != nil || key.Images != 400 || key.Dims != fid.ClassifierDim || !strings.HasPrefix(key.Network, "fcd") {
+		t.Errorf("cache key %+v (%v)", key, err)
+	}
+
+	// A second evaluator in the same run folder (a resumed run) reuses the
+	// cached statistics and continues the curve.
+	r2 := newFIDRun(t, fidConfig(t, root))
+	r2.t.Dir = r.t.Dir
+	e2, err := NewFID(r2.cfg, r2.model, gotch.CPU, r2.tr, r2.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e2.Close()
+	if err := e2.evaluate(r2.t); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r2.log.String(), "reference statistics from "+cached[0]) || len(e2.values) != 3 {
+		t.Errorf("resumed: log %q, curve %v", r2.log, e2.values)
+	}
+}
+
+// randomDraw returns the next number of libtorch's CPU generator.
+func randomDraw(t *testing.T) float64 {
+	t.Helper()
+	sc := ts.NewScope()
+	defer sc.Close()
+	v, err := ts.MustRand([]int64{1}, gotch.Double, gotch.CPU).Float64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func records(t *testing.T, dir string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestFIDTooFewSamples: fid_samples no larger than the feature size is a
+// setup error, not a silently meaningless number.
+func TestFIDTooFewSamples(t *testing.T) {
+	t.Setenv(fid.WeightsEnv, "")
+	root := t.TempDir()
+	smallMNIST(t, root, 200)
+	train28, err := data.LoadMNIST(root, data.Train, data.MNISTOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := fid.TrainClassifier(train28, train28, fid.ClassifierOptions{Device: gotch.CPU, Epochs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Save(fid.ClassifierPath(root)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	r := newFIDRun(t, fidConfig(t, root, "eval.fid_samples=100"))
+	if _, err := NewFID(r.cfg, r.model, gotch.CPU, r.tr, r.log); !errors.Is(err, fid.ErrTooFewImages) || !strings.Contains(err.Error(), "eval.fid_samples") {
+		t.Errorf("NewFID: %v", err)
+	}
+}
