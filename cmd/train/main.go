@@ -162,6 +162,14 @@ func trainRun(cfg *config.Config, dir string, resume bool) (err error) {
 		defer stream.Close()
 		t.Data = stream
 		t.Hooks = append(t.Hooks, img.Hooks()...)
+		// FID (or, for MNIST without the Inception weights, FCD); off with a
+		// log line when neither network is available.
+		fe, err := experiments.NewFID(cfg, model, dev, img.Transform, os.Stderr)
+		if err != nil {
+			return err
+		}
+		defer fe.Close()
+		t.Hooks = append(t.Hooks, fe.Hooks()...)
 	}
 	t.Hooks = append(t.Hooks, train.CheckpointHook(cfg.Output.CheckpointEvery))
 	if resume {
