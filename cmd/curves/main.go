@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"image/color"
 	"io"
 	"math"
 	"os"
@@ -28,6 +29,7 @@ import (
 	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/plots"
 	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 )
 
@@ -53,11 +55,18 @@ func run(args []string, stdout io.Writer) error {
 	}
 	var runs []*runData
 	for _, dir := range fs.Args() {
+		if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+			fmt.Fprintf(os.Stderr, "curves: %s is not a run folder: skipped\n", dir)
+			continue
+		}
 		r, err := load(dir)
 		if err != nil {
 			return err
 		}
 		runs = append(runs, r)
+	}
+	if len(runs) == 0 {
+		return errors.New("no run folders among the arguments")
 	}
 	label(runs)
 	if *table {
@@ -239,7 +248,7 @@ func plotRuns(out, title, metric string, runs []*runData) error {
 	if len(molNote) > 0 {
 		lossTitle += " (mollified data until step " + strings.Join(molNote, ", ") + ")"
 	}
-	lp, err := plots.Curves(lossTitle, "step", "loss (nats per example)", false, loss...)
+	lp, err := plots.Curves(lossTitle, "step", "loss (nats per example)", wideAndPositive(loss), loss...)
 	if err != nil {
 		return err
 	}
@@ -247,10 +256,53 @@ func plotRuns(out, title, metric string, runs []*runData) error {
 	if err != nil {
 		return err
 	}
+	// Bounds rise towards the top right: keep their legend out of the way.
+	ep.Legend.Top = metric != "elbo" && metric != "iwae_bound"
+	marked := map[int]bool{}
+	for _, r := range runs {
+		if r.molSteps > 0 && !marked[r.molSteps] {
+			marked[r.molSteps] = true
+			if err := markStep(lp, r.molSteps); err != nil {
+				return err
+			}
+			if err := markStep(ep, r.molSteps); err != nil {
+				return err
+			}
+		}
+	}
 	if err := plots.SaveTiles(out, [][]*plot.Plot{{lp, ep}}, 4.5*vg.Inch); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "curves: wrote %s (train loss, test %s)\n", out, metric)
+	return nil
+}
+
+// wideAndPositive reports whether the values are all positive and span more
+// than a factor 20 (a mollified run's first losses), so a log scale shows
+// both ends.
+func wideAndPositive(ss []plots.Series) bool {
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, s := range ss {
+		for _, y := range s.Y {
+			if math.IsNaN(y) || math.IsInf(y, 0) {
+				continue
+			}
+			lo, hi = min(lo, y), max(hi, y)
+		}
+	}
+	return lo > 0 && hi > 20*lo
+}
+
+// markStep draws a dashed vertical line at step x across the plot's data
+// range: where mollification ends.
+func markStep(p *plot.Plot, x int) error {
+	l, err := plotter.NewLine(plotter.XYs{{X: float64(x), Y: p.Y.Min}, {X: float64(x), Y: p.Y.Max}})
+	if err != nil {
+		return err
+	}
+	l.Color = color.Gray{Y: 150}
+	l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	p.Add(l)
 	return nil
 }
 

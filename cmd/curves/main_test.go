@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/plots"
 )
 
 // fakeRun writes a run folder: the resolved config and a metrics.jsonl
@@ -142,5 +144,38 @@ func TestTableReportsFinalMetricsAndNaN(t *testing.T) {
 	}
 	if !strings.HasSuffix(lines[3], "| 1 | 0 |") || !strings.Contains(lines[3], "gaussian mollification") {
 		t.Errorf("the NaN loss is not counted: %s", lines[3])
+	}
+}
+
+func TestLogScaleOnlyForWidePositiveLosses(t *testing.T) {
+	for _, c := range []struct {
+		y    []float64
+		want bool
+	}{
+		{[]float64{500, 30, 20}, true}, // a mollified VAE's first losses
+		{[]float64{45, 30, 20}, false}, // narrow: linear
+		{[]float64{500, 3, -1}, false}, // a flow's NLL can go negative
+		{[]float64{500, 3, math.NaN()}, true},
+	} {
+		if got := wideAndPositive([]plots.Series{{Y: c.y}}); got != c.want {
+			t.Errorf("wideAndPositive(%v) = %v, want %v", c.y, got, c.want)
+		}
+	}
+}
+
+// Files among the arguments (a shell glob over run folders and their logs)
+// are skipped; nothing but files is an error.
+func TestSkipsFilesAmongRunFolders(t *testing.T) {
+	run1 := fakeRun(t, "vae-mollified_false", "vae", false, falling, map[string]float64{"elbo": -900})
+	log := run1 + ".log"
+	if err := os.WriteFile(log, []byte("log"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run([]string{"-table", run1, log}, &out); err != nil || strings.Count(out.String(), "\n") != 3 {
+		t.Errorf("table over a run and a log: %v\n%s", err, out.String())
+	}
+	if err := run([]string{"-table", log}, &out); err == nil || !strings.Contains(err.Error(), "no run folders") {
+		t.Errorf("only a log file: error %v", err)
 	}
 }
