@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -460,4 +461,96 @@ func BenchmarkInceptionFeatures(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "images/s")
 	b.ReportMetric(float64(nn.Threads()), "threads")
+}
+
+// TestInceptionCUDA repeats the parity checks on a GPU when one is visible
+// (skipped otherwise), and logs the throughput at batch 50. cuDNN runs
+// these convolutions in TF32 by default (in PyTorch too), so the bound is
+// loose: it catches a wrong network or device handling, not rounding.
+func TestInceptionCUDA(t *testing.T) {
+	if !gotch.CUDA.IsAvailable() {
+		t.Skip("no CUDA device")
+	}
+	dev := gotch.CudaBuilder(0)
+	const tol = 0.05
+	check := func(name string, got [4]*ts.Tensor, want *npz.Array, div int64) {
+		n, width := want.Shape[0], want.Shape[1]
+		off := 0
+		for b, d := range Dims {
+			d /= int(div)
+			if got[b] == nil {
+				off += d
+				continue
+			}
+			g := floats(t, got[b])
+			worst := 0.0
+			for i := 0; i < n; i++ {
+				for j := 0; j < d; j++ {
+					if e := math.Abs(float64(g[i*d+j]) - want.Data[i*width+off+j]); e > worst || math.IsNaN(e) {
+						worst = e
+					}
+				}
+			}
+			t.Logf("%s block %d (%d-d): max |CUDA − PyTorch CPU| = %.2g", name, b, Dims[b], worst)
+			if !(worst <= tol) {
+				t.Errorf("%s block %d: %.3g > %g", name, b, worst, tol)
+			}
+			off += d
+		}
+	}
+	sc := ts.NewScope()
+	defer sc.Close()
+	f := loadFixture(t, "inception_full.npz")
+	m, err := newInception(randomSource(t, f.seed, 1, f.checksums), InceptionOptions{Device: dev}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	x := imageTensor(t, f.images).MustTo(dev, false)
+	got, err := m.blocks(x, 3, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("full width", got, f.features, 1)
+
+	s := loadFixture(t, "inception_slim.npz")
+	small := imageTensor(t, s.images).MustTo(dev, false)
+	slim, err := loadInception(filepath.Join("testdata", "inception_slim_legacy.pth"), InceptionOptions{Device: dev}, s.div)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slim.Close()
+	if got, err = slim.blocks(small, 3, true); err != nil {
+		t.Fatal(err)
+	}
+	check("reduced, legacy file", got, s.features, s.div)
+	tsm, err := loadTorchScript(filepath.Join("testdata", "inception_slim_ts.pt"), InceptionOptions{Device: dev}, s.div)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tsm.Close()
+	var tsGot [4]*ts.Tensor
+	if tsGot[3], err = tsm.Features(small); err != nil {
+		t.Fatal(err)
+	}
+	check("reduced, TorchScript", tsGot, s.features, s.div)
+
+	// Statistics straight from CUDA features.
+	acc, _ := NewAccumulator(m.Dim())
+	batch := ts.MustRand([]int64{50, 3, 299, 299}, gotch.Float, dev)
+	if err := Accumulate(acc, m, batch); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	const rounds = 10
+	for range rounds {
+		s := ts.NewScope()
+		y, err := m.Features(batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y.MustTo(gotch.CPU, false) // synchronises
+		s.Close()
+	}
+	t.Logf("CUDA throughput at 299×299, batch 50: %.0f images/s", rounds*50/time.Since(start).Seconds())
 }
