@@ -13,7 +13,17 @@
 //     files (mu (d,), sigma (d,d), float64), through fid/npz.
 //   - fid/torchfile reads PyTorch weight files (legacy and zip torch.save
 //     formats) without Python, for the Inception weights.
+//   - Inception is pytorch-fid's Inception-v3 on libtorch (LoadInception
+//     from pt_inception-2015-12-05-6726825d.pth, or LoadTorchScript from
+//     cmd/fid/export_inception.py), with pytorch-fid's preprocessing; it
+//     and the MNIST Classifier (the Fréchet classifier distance, "fcd",
+//     never called FID) are FeatureNets. DatasetStats, FolderStats and
+//     Accumulate stream images through one into an Accumulator.
 //
 // Conventions: statistics are float64; Sigma is a row-major d×d *mat.Dense.
-// Nothing here touches libtorch, so nothing here needs freeing.
+// Images are NCHW: uint8 levels k, or float32 k/255 in [0, 1] on the
+// network's device, grey repeated to 3 channels (UnitTensor). Networks own
+// their weights until Close; Features returns a tensor in the caller's
+// ts.Scope and never frees its input. The statistics code does not touch
+// libtorch.
 package fid

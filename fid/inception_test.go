@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -455,11 +456,14 @@ func BenchmarkInceptionFeatures(b *testing.B) {
 		}
 	}
 	run() // warm-up
+	cpu0 := cpuSeconds()
 	b.ResetTimer()
 	for range b.N {
 		run()
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "images/s")
+	// CPU time per image is steadier than wall time on a shared machine.
+	b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N*batch), "cpu-s/image")
 	b.ReportMetric(float64(nn.Threads()), "threads")
 }
 
@@ -553,4 +557,13 @@ func TestInceptionCUDA(t *testing.T) {
 		s.Close()
 	}
 	t.Logf("CUDA throughput at 299×299, batch 50: %.0f images/s", rounds*50/time.Since(start).Seconds())
+}
+
+// cpuSeconds is the process's user+system CPU time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return math.NaN()
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
