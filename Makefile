@@ -86,6 +86,10 @@ $(BIN)/realnvp2d: setup
 bench: setup pydeps $(BIN)/realnvp2d
 	$(BENCH_ENV) $(GO) run ./bench/compare -go $(BIN)/realnvp2d -py bench/realnvp2d.py -python $(PYTHON) \
 	  -rounds 3 -args "-steps 3000 -threads $(THREADS)"
+	@echo; echo "Glow training step, small width (3×32×32, L=3, K=4, hidden 64, batch 16, Adamax 1e-3):"
+	$(GO) build -o $(BIN)/glow ./bench/glow
+	$(BENCH_ENV) $(GO) run ./bench/compare -go $(BIN)/glow -py bench/glow.py -python $(PYTHON) \
+	  -rounds 3 -args "-steps 100 -warmup 10 -threads $(THREADS)"
 
 # 100k steps: RSS from step 10k to 100k must grow less than 5%.
 soak: $(BIN)/realnvp2d
