@@ -102,10 +102,17 @@ pydeps:
 $(BIN)/realnvp2d: setup
 	$(GO) build -o $@ ./bench/realnvp2d
 
-# The 2D RealNVP training step in Go and in PyTorch eager, side by side.
-bench: setup pydeps $(BIN)/realnvp2d
+$(BIN)/vae32: setup
+	$(GO) build -o $@ ./bench/vae32
+
+# Training steps in Go and in PyTorch eager, side by side: the 2D RealNVP,
+# then the Table 4 VAE at width 1/4 on 32×32×3 (latent 256, batch 64).
+bench: setup pydeps $(BIN)/realnvp2d $(BIN)/vae32
 	$(BENCH_ENV) $(GO) run ./bench/compare -go $(BIN)/realnvp2d -py bench/realnvp2d.py -python $(PYTHON) \
-	  -rounds 3 -args "-steps 3000 -threads $(THREADS)"
+	  -rounds 3 -args "-steps 3000 -threads $(THREADS)" -title "2-D RealNVP training step (5 couplings, batch 256, Adam)"
+	$(BENCH_ENV) $(GO) run ./bench/compare -go $(BIN)/vae32 -py bench/vae32.py -python $(PYTHON) \
+	  -rounds 3 -args "-steps 40 -warmup 5 -threads $(THREADS)" -final-key final_loss -final-label "mean loss, last 20 steps" \
+	  -title "Table 4 VAE training step (width 1/4, 32×32×3, latent 256, batch 64, Adam 3e-4)"
 	@echo; echo "Glow training step, small width (3×32×32, L=3, K=4, hidden 64, batch 16, Adamax 1e-3):"
 	$(GO) build -o $(BIN)/glow ./bench/glow
 	$(BENCH_ENV) $(GO) run ./bench/compare -go $(BIN)/glow -py bench/glow.py -python $(PYTHON) \

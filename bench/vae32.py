@@ -1,0 +1,141 @@
+"""The Table 4 VAE training step of bench/vae32/main.go in PyTorch eager.
+
+Same network and loss as vaes.NewVAE (the Encoder and Decoder are those of
+vaes/testdata/gen_golden.py, the parity reference): four Conv(k4, s2, p1)
+-> BatchNorm -> ReLU with 128w..1024w channels, linear heads for mu and
+log sigma^2; decoder Linear to 1024w x 8 x 8, ConvT(k4,s2,p1) and
+ConvT(k4,s2,p1,op1) each with BatchNorm -> ReLU, then ConvT(k4,s1,p2) to C
+channels. Loss: mean over the batch of 0.5*sum((sigmoid(a) - x)^2) plus the
+closed-form KL, one z per example. Adam(3e-4), zero_grad(set_to_none=True),
+1024 fixed dequantized random images cycled in order, loss.item() every
+step as in Go. Prints one JSON line.
+"""
+import argparse, json, resource, time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--steps", type=int, default=60)
+ap.add_argument("--warmup", type=int, default=10)
+ap.add_argument("--threads", type=int, default=1)
+ap.add_argument("--batch", type=int, default=64)
+ap.add_argument("--latent", type=int, default=256)
+ap.add_argument("--channels", type=int, default=3)
+ap.add_argument("--size", type=int, default=32)
+ap.add_argument("--width", type=float, default=0.25)
+ap.add_argument("--seed", type=int, default=0)
+ap.add_argument("--foreach", action="store_true", help="Adam(foreach=True)")
+ap.add_argument("--device", default="cpu")
+args = ap.parse_args()
+torch.set_num_threads(args.threads)
+torch.manual_seed(args.seed)
+dev = torch.device(args.device)
+
+
+def ch(n, w):
+    return max(1, int(round(n * w)))
+
+
+class Encoder(nn.Module):
+    def __init__(self, C, S, latent, w):
+        super().__init__()
+        chans = [C] + [ch(n, w) for n in (128, 256, 512, 1024)]
+        for i in range(4):
+            setattr(self, f"conv{i}", nn.Conv2d(chans[i], chans[i + 1], 4, 2, 1))
+            setattr(self, f"bn{i}", nn.BatchNorm2d(chans[i + 1]))
+        flat = chans[4] * (S // 16) ** 2
+        self.mu = nn.Linear(flat, latent)
+        self.logvar = nn.Linear(flat, latent)
+
+    def forward(self, x):
+        h = x
+        for i in range(4):
+            h = F.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(h)))
+        h = h.reshape(x.shape[0], -1)
+        return self.mu(h), self.logvar(h)
+
+
+# (channels before width or 0 for the image, kernel, stride, padding, output padding)
+SPECS = {
+    32: [(512, 4, 2, 1, 0), (256, 4, 2, 1, 1), (0, 4, 1, 2, 0)],
+    64: [(512, 5, 2, 2, 1), (256, 5, 2, 2, 1), (128, 5, 2, 1, 0), (0, 4, 1, 2, 0)],
+}
+
+
+class Decoder(nn.Module):
+    def __init__(self, C, S, latent, w):
+        super().__init__()
+        self.ch0 = ch(1024, w)
+        self.fc = nn.Linear(latent, self.ch0 * 64)
+        self.n = len(SPECS[S])
+        cin = self.ch0
+        for i, (n, k, s, p, op) in enumerate(SPECS[S]):
+            out = ch(n, w) if n else C
+            setattr(self, f"convt{i}", nn.ConvTranspose2d(cin, out, k, s, p, output_padding=op))
+            if i < self.n - 1:
+                setattr(self, f"bn{i}", nn.BatchNorm2d(out))
+            cin = out
+
+    def forward(self, z):
+        h = self.fc(z).reshape(z.shape[0], self.ch0, 8, 8)
+        for i in range(self.n):
+            h = getattr(self, f"convt{i}")(h)
+            if i < self.n - 1:
+                h = F.relu(getattr(self, f"bn{i}")(h))
+        return h
+
+
+class VAE(nn.Module):
+    def __init__(self, C, S, latent, w):
+        super().__init__()
+        self.encoder = Encoder(C, S, latent, w)
+        self.decoder = Decoder(C, S, latent, w)
+
+    def loss(self, x):
+        mu, log_var = self.encoder(x)
+        z = mu + torch.exp(0.5 * log_var) * torch.randn_like(mu)
+        a = self.decoder(z)
+        recon = (0.5 * (torch.sigmoid(a) - x).square()).sum((1, 2, 3))
+        kl = -0.5 * (1 + log_var - mu.square() - log_var.exp()).sum(-1)
+        # the terms Go's Loss reports alongside the total
+        _ = recon.mean(), kl.mean()
+        return (recon + kl).mean()
+
+
+model = VAE(args.channels, args.size, args.latent, args.width).to(dev)
+opt = torch.optim.Adam(model.parameters(), lr=3e-4, foreach=True if args.foreach else None)
+n = 1024
+shape = (n, args.channels, args.size, args.size)
+data = (torch.randint(0, 256, shape, device=dev).float() + torch.rand(shape, device=dev)) / 256
+losses = []
+
+
+def step(i):
+    off = (i * args.batch) % (n - args.batch + 1)
+    loss = model.loss(data.narrow(0, off, args.batch))
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    losses.append(loss.item())
+
+
+for i in range(args.warmup):
+    step(i)
+losses.clear()
+if dev.type == "cuda":
+    torch.cuda.synchronize()
+t0, c0 = time.perf_counter(), time.process_time()
+for i in range(args.steps):
+    step(args.warmup + i)
+if dev.type == "cuda":
+    torch.cuda.synchronize()
+el, cpu = time.perf_counter() - t0, time.process_time() - c0
+tail = losses[-20:]
+print(json.dumps({
+    "impl": "pytorch" + ("-foreach" if args.foreach else ""), "steps": args.steps, "seconds": el,
+    "steps_per_s": args.steps / el, "cpu_ms_per_step": 1e3 * cpu / args.steps, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "final_loss": sum(tail) / len(tail), "threads": torch.get_num_threads(), "torch": torch.__version__,
+    "params": sum(p.numel() for p in model.parameters()),
+}))

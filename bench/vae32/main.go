@@ -1,0 +1,189 @@
+// Command vae32 times one training step of the Table 4 VAE on 32×32
+// images (vaes.NewVAE; width 1/4, latent 256, 3 channels and batch 64 by
+// default: mse recon on unit-range data, closed-form KL, Adam 3e-4) and
+// prints one JSON line: steps/s, peak RSS, the mean loss of the last timed
+// steps and the cost of Gaussian-mollifying one batch. bench/vae32.py is
+// the same step in PyTorch eager; bench/compare runs both (make bench).
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"github.com/mollify/mollify/mollification"
+	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/vaes"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+type options struct {
+	steps, warmup, threads        int
+	batch, latent, channels, size int64
+	width                         float64
+	seed                          uint64
+	device, cpuProfile            string
+}
+
+func main() {
+	var o options
+	flag.IntVar(&o.steps, "steps", 60, "timed steps")
+	flag.IntVar(&o.warmup, "warmup", 10, "untimed steps first")
+	flag.IntVar(&o.threads, "threads", 1, "ATen and BLAS threads")
+	flag.Int64Var(&o.batch, "batch", 64, "batch size")
+	flag.Int64Var(&o.latent, "latent", 256, "latent size (Table 4: 256)")
+	flag.Int64Var(&o.channels, "channels", 3, "image channels")
+	flag.Int64Var(&o.size, "size", 32, "image size (32 or 64)")
+	flag.Float64Var(&o.width, "width", 0.25, "Table 4 width multiplier")
+	flag.Uint64Var(&o.seed, "seed", 0, "seed")
+	flag.StringVar(&o.device, "device", "cpu", "device")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "vae32:", err)
+		os.Exit(1)
+	}
+}
+
+func peakRSSMB() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Maxrss) / 1024
+}
+
+// cpuSeconds is the process's user+system CPU time, which other load on
+// the machine inflates much less than wall time.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// lossTail is how many of the last timed steps final_loss averages.
+const lossTail = 20
+
+func run(o options) (err error) {
+	runtime.LockOSThread()
+	defer nn.Recover(&err)
+	if o.steps < 1 || o.warmup < 0 {
+		return fmt.Errorf("-steps must be positive and -warmup non-negative, got %d and %d", o.steps, o.warmup)
+	}
+	dev, err := nn.ParseDevice(o.device)
+	if err != nil {
+		return err
+	}
+	nn.SetThreads(o.threads)
+	if _, err := nn.Seed(o.seed); err != nil {
+		return err
+	}
+	store := nn.NewStore(dev)
+	defer store.Close()
+	model, err := vaes.NewVAE(store.Root(), vaes.Config{ImageSize: o.size, Channels: o.channels, Latent: o.latent, Width: o.width, Recon: vaes.ReconMSE, Range: vaes.RangeUnit})
+	if err != nil {
+		return err
+	}
+	opt, err := nn.NewOptimizer(store, nn.OptimConfig{Name: "adam", LR: 3e-4})
+	if err != nil {
+		return err
+	}
+	defer opt.Close()
+	// 1024 fixed dequantized 8-bit images (k+u)/256, cycled in order.
+	const n = 1024
+	if o.batch > n {
+		return fmt.Errorf("-batch %d exceeds the %d images", o.batch, n)
+	}
+	data := func() *ts.Tensor {
+		sc := ts.NewScope()
+		defer sc.Close()
+		shape := []int64{n, o.channels, o.size, o.size}
+		x := ts.MustRandint(256, shape, gotch.Float, dev).MustAdd(ts.MustRand(shape, gotch.Float, dev), true).MustDivScalar(ts.FloatScalar(256), true)
+		sc.Keep(x)
+		return x
+	}()
+	defer data.MustDrop()
+	batchAt := func(i int) *ts.Tensor {
+		return data.MustNarrow(0, (int64(i)*o.batch)%(n-o.batch+1), o.batch, false)
+	}
+
+	losses := make([]float64, 0, o.steps)
+	step := func(i int) error {
+		sc := ts.NewScope()
+		defer sc.Close()
+		l, err := model.Loss(batchAt(i))
+		if err != nil {
+			return err
+		}
+		l.Total.MustBackward()
+		if err := opt.Step(); err != nil {
+			return err
+		}
+		if err := opt.ZeroGrad(); err != nil {
+			return err
+		}
+		v, err := l.Total.Float64()
+		losses = append(losses, v)
+		return err
+	}
+	for i := 0; i < o.warmup; i++ {
+		if err := step(i); err != nil {
+			return err
+		}
+	}
+	losses = losses[:0]
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+	}
+	start, cpu0 := time.Now(), cpuSeconds()
+	for i := 0; i < o.steps; i++ {
+		if err := step(o.warmup + i); err != nil {
+			return err
+		}
+	}
+	el, cpu := time.Since(start).Seconds(), cpuSeconds()-cpu0
+	if o.cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	final := 0.0
+	tail := losses[max(0, len(losses)-lossTail):]
+	for _, v := range tail {
+		final += v / float64(len(tail))
+	}
+
+	// Gaussian mollification of one batch, as the trainer does once per step
+	// (sigmoid schedule, mid-phase).
+	moll, err := mollification.NewGaussian(mollification.DefaultSigmoid(), 1000)
+	if err != nil {
+		return err
+	}
+	const mollCalls = 200
+	mstart := time.Now()
+	for i := 0; i < mollCalls; i++ {
+		func() {
+			sc := ts.NewScope()
+			defer sc.Close()
+			if _, _, err = moll.Mollify(batchAt(i), 500); err != nil {
+				panic(err)
+			}
+		}()
+	}
+	mollUS := time.Since(mstart).Seconds() / mollCalls * 1e6
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{
+		"impl": "go", "steps": o.steps, "seconds": el, "steps_per_s": float64(o.steps) / el,
+		"cpu_ms_per_step": 1e3 * cpu / float64(o.steps), "peak_rss_mb": peakRSSMB(), "final_loss": final, "threads": nn.Threads(), "torch": nn.TorchVersion(),
+		"params": store.NumParams(), "live_tensors": ts.LiveTensors(),
+		"mollify_us": mollUS, "mollify_share_of_step": mollUS / (el / float64(o.steps) * 1e6),
+	})
+}
