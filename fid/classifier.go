@@ -186,7 +186,6 @@ type ClassifierOptions struct {
 // labels) and measures its accuracy on test. It seeds libtorch's generator
 // with opt.Seed.
 func TrainClassifier(train, test data.Dataset, opt ClassifierOptions) (c *Classifier, err error) {
-	defer nn.Recover(&err)
 	if opt.Epochs == 0 {
 		opt.Epochs = 2
 	}
@@ -216,6 +215,7 @@ func TrainClassifier(train, test data.Dataset, opt ClassifierOptions) (c *Classi
 			c = nil
 		}
 	}()
+	defer nn.Recover(&err) // before the deferred Close looks at err
 	optim, err := nn.NewOptimizer(c.store, nn.OptimConfig{Name: "adam", LR: opt.LR})
 	if err != nil {
 		return nil, err

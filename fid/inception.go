@@ -162,19 +162,20 @@ func checkTorchvision(get weightSource, div int64) error {
 // newInception builds the network from get. div divides every channel
 // count but the input's, for the tests' reduced-width fixtures.
 func newInception(get weightSource, opt InceptionOptions, div int64) (m *Inception, err error) {
-	defer nn.Recover(&err)
 	block, err := blockOf(opt.dims())
 	if err != nil {
 		return nil, err
 	}
-	sc := ts.NewScope()
-	defer sc.Close()
 	b := &builder{get: get, div: div, store: nn.NewStore(opt.Device)}
 	defer func() {
 		if err != nil {
 			b.store.Close()
+			m = nil
 		}
 	}()
+	defer nn.Recover(&err) // before the deferred Close looks at err
+	sc := ts.NewScope()
+	defer sc.Close()
 	m = &Inception{store: b.store, dims: opt.dims() / int(div), block: block}
 	m.stem0 = []*basicConv{
 		b.conv("Conv2d_1a_3x3", 3, 32, 3, 3, 2, 0, 0),

@@ -27,6 +27,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ import (
 )
 
 func main() {
+	runtime.LockOSThread() // torch's grad mode and error slot are per thread
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
