@@ -161,3 +161,28 @@ func CheckpointHook(every int) Hook {
 		return err
 	}}
 }
+
+// LoadModelWeights copies the model part of a checkpoint ("model.*") into
+// a store, for sampling or evaluation without the optimizer.
+func LoadModelWeights(path string, store *nn.Store) (err error) {
+	defer nn.Recover(&err)
+	sc := ts.NewScope()
+	defer sc.Close()
+	tensors, meta, err := nn.LoadTensors(path)
+	if err != nil {
+		return err
+	}
+	if meta["format"] != "mollify-checkpoint-1" {
+		return fmt.Errorf("train: %s is not a mollify checkpoint", path)
+	}
+	model := map[string]*ts.Tensor{}
+	for n, v := range tensors {
+		if name, ok := strings.CutPrefix(n, "model."); ok {
+			model[name] = v
+		}
+	}
+	if err := store.Load(model); err != nil {
+		return fmt.Errorf("train: %s: %w", path, err)
+	}
+	return nil
+}

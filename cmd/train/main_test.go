@@ -108,7 +108,7 @@ func TestImageRuns(t *testing.T) {
 	tiny := []string{"--set", "data.dataset=mnist", "--set", "data.channels=1", "--set", "data.image_size=32",
 		"--set", "run.iterations=20", "--set", "data.batch_size=8", "--set", "eval.every=10", "--set", "eval.bpd_samples=32",
 		"--set", "output.samples_every=10", "--set", "output.num_samples=16", "--set", "run.log_every=10", "--set", "run.device=cpu",
-		"--set", "output.checkpoint_every=10"}
+		"--set", "output.checkpoint_every=10", "--set", "eval.fid_samples=0"}
 	for _, c := range []struct {
 		name   string
 		config string
