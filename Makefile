@@ -117,6 +117,12 @@ bench: setup pydeps $(BIN)/realnvp2d $(BIN)/vae32
 	$(GO) build -o $(BIN)/glow ./bench/glow
 	$(BENCH_ENV) $(GO) run ./bench/compare -go $(BIN)/glow -py bench/glow.py -python $(PYTHON) \
 	  -rounds 3 -args "-steps 100 -warmup 10 -threads $(THREADS)"
+	@echo; echo "Fréchet distance at d=2048: Go (ns/op) vs pytorch-fid's scipy formula (s):"
+	$(BENCH_ENV) $(GO) test ./fid -run '^$$' -bench 'FrechetDistance2048$$' -benchtime 5x
+	$(BENCH_ENV) $(PYTHON) bench/fid/scipy_frechet.py
+	@echo; echo "FID Inception features at 299×299, batch 16: Go vs PyTorch eager:"
+	$(BENCH_ENV) MOLLIFY_THREADS=$(THREADS) MOLLIFY_BENCH_BATCH=16 $(GO) test ./fid -run '^$$' -bench InceptionFeatures -benchtime 2x
+	$(BENCH_ENV) $(PYTHON) cmd/fid/bench_inception.py --threads $(THREADS) --batch 16 --batches 2
 
 # 100k steps: RSS from step 10k to 100k must grow less than 5%.
 soak: $(BIN)/realnvp2d
