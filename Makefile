@@ -94,10 +94,10 @@ vae-mnist: setup
 
 # Debian's PyTorch on the same libtorch, for baselines and golden values.
 pydeps:
-	@$(PYTHON) -c 'import torch, numpy, scipy' 2>/dev/null || { \
+	@$(PYTHON) -c 'import torch, torchvision, numpy, scipy' 2>/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
-	  $$SUDO apt-get install -y -q python3-torch python3-numpy python3-scipy || \
-	  { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q python3-torch python3-numpy python3-scipy; }; }
+	  $$SUDO apt-get install -y -q python3-torch python3-torchvision python3-numpy python3-scipy || \
+	  { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q python3-torch python3-torchvision python3-numpy python3-scipy; }; }
 
 $(BIN)/realnvp2d: setup
 	$(GO) build -o $@ ./bench/realnvp2d
