@@ -11,11 +11,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/mollify/mollify/bench/internal/procstat"
 	"math"
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"syscall"
 	"time"
 
 	"github.com/mollify/mollify/flows"
@@ -52,20 +52,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "glow:", err)
 		os.Exit(1)
 	}
-}
-
-func peakRSSMB() float64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Maxrss) / 1024
-}
-
-// cpuSeconds is the process's user+system CPU time, which other load on
-// the machine inflates much less than wall time.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // lossTail is how many of the last timed steps final_nll averages.
@@ -155,13 +141,13 @@ func run(o options) (err error) {
 			return err
 		}
 	}
-	start, cpu0 := time.Now(), cpuSeconds()
+	start, cpu0 := time.Now(), procstat.CPUSeconds()
 	for i := 0; i < o.steps; i++ {
 		if err := step(o.warmup + i); err != nil {
 			return err
 		}
 	}
-	el, cpu := time.Since(start).Seconds(), cpuSeconds()-cpu0
+	el, cpu := time.Since(start).Seconds(), procstat.CPUSeconds()-cpu0
 	if o.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -195,7 +181,7 @@ func run(o options) (err error) {
 	dims := float64(o.channels * o.size * o.size)
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"impl": "go", "steps": o.steps, "seconds": el, "steps_per_s": float64(o.steps) / el,
-		"cpu_ms_per_step": 1e3 * cpu / float64(o.steps), "peak_rss_mb": peakRSSMB(), "final_nll": final, "final_bpd": final/(dims*math.Ln2) + 7,
+		"cpu_ms_per_step": 1e3 * cpu / float64(o.steps), "peak_rss_mb": procstat.PeakRSSMB(), "final_nll": final, "final_bpd": final/(dims*math.Ln2) + 7,
 		"threads": nn.Threads(), "torch": nn.TorchVersion(), "params": store.NumParams(),
 		"live_tensors": ts.LiveTensors(),
 		"mollify_us":   mollUS, "mollify_share_of_step": mollUS / (el / float64(o.steps) * 1e6),

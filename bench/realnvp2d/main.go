@@ -9,12 +9,10 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/mollify/mollify/bench/internal/procstat"
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/mollify/mollify/flows"
@@ -37,22 +35,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "realnvp2d:", err)
 		os.Exit(1)
 	}
-}
-
-func rssMB() float64 {
-	b, err := os.ReadFile("/proc/self/statm")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	pages, _ := strconv.ParseFloat(f[1], 64)
-	return pages * float64(os.Getpagesize()) / (1 << 20)
-}
-
-func peakRSSMB() float64 {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return float64(ru.Maxrss) / 1024
 }
 
 func run(steps, warmup, threads int, batch int64, seed uint64, device string, rssEvery int) (err error) {
@@ -114,7 +96,7 @@ func run(steps, warmup, threads int, batch int64, seed uint64, device string, rs
 			return err
 		}
 		if rssEvery > 0 && (i+1)%rssEvery == 0 {
-			trace = append(trace, rssMB())
+			trace = append(trace, procstat.RSSMB())
 		}
 	}
 	el := time.Since(start).Seconds()
@@ -147,7 +129,7 @@ func run(steps, warmup, threads int, batch int64, seed uint64, device string, rs
 	debug.SetGCPercent(gc)
 	out := map[string]any{
 		"impl": "go", "steps": steps, "seconds": el, "steps_per_s": float64(steps) / el,
-		"peak_rss_mb": peakRSSMB(), "rss_mb": rssMB(), "final_nll": loss, "threads": nn.Threads(),
+		"peak_rss_mb": procstat.PeakRSSMB(), "rss_mb": procstat.RSSMB(), "final_nll": loss, "threads": nn.Threads(),
 		"live_tensors": ts.LiveTensors(), "torch": nn.TorchVersion(), "gogc": gc,
 		"mollify_us": mollUS, "mollify_share_of_step": mollUS / (el / float64(steps) * 1e6),
 	}
