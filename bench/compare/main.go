@@ -37,6 +37,7 @@ func main() {
 	title := flag.String("title", "", "heading printed above the table")
 	finalKey := flag.String("final-key", "final_nll", "JSON key of the final-quality number")
 	finalLabel := flag.String("final-label", "final NLL", "its column header")
+	goAlso := flag.String("go-also", "", "extra Go arguments for one more Go row (an ablation)")
 	flag.Parse()
 	if *goBin == "" || *py == "" {
 		fmt.Fprintln(os.Stderr, "usage: compare -go BIN -py SCRIPT [-rounds N] [-args '...']")
@@ -48,6 +49,9 @@ func main() {
 		append([]string{*goBin}, strings.Fields(*args)...),
 		append([]string{*python, *py}, pyArgs(*args)...),
 		append(append([]string{*python, *py}, pyArgs(*args)...), "--foreach"),
+	}
+	if *goAlso != "" {
+		cmds = append(cmds, append(append([]string{*goBin}, strings.Fields(*args)...), strings.Fields(*goAlso)...))
 	}
 	for r := 0; r < *rounds; r++ {
 		for _, c := range cmds {

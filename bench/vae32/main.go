@@ -29,6 +29,7 @@ type options struct {
 	width                         float64
 	seed                          uint64
 	device, cpuProfile            string
+	impl                          string // row name in bench/compare's table
 }
 
 func main() {
@@ -44,7 +45,13 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 0, "seed")
 	flag.StringVar(&o.device, "device", "cpu", "device")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
+	nativeConvT := flag.Bool("native-convt", false, "use libtorch's own transposed-convolution backward instead of the oneDNN one (ablation)")
 	flag.Parse()
+	o.impl = "go"
+	if *nativeConvT {
+		nn.NativeConvTranspose = true
+		o.impl = "go-native-convt"
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "vae32:", err)
 		os.Exit(1)
@@ -167,7 +174,7 @@ func run(o options) (err error) {
 	}
 	mollUS := time.Since(mstart).Seconds() / mollCalls * 1e6
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
-		"impl": "go", "steps": o.steps, "seconds": el, "steps_per_s": float64(o.steps) / el,
+		"impl": o.impl, "steps": o.steps, "seconds": el, "steps_per_s": float64(o.steps) / el,
 		"cpu_ms_per_step": 1e3 * cpu / float64(o.steps), "peak_rss_mb": procstat.PeakRSSMB(), "final_loss": final, "threads": nn.Threads(), "torch": nn.TorchVersion(),
 		"params": store.NumParams(), "live_tensors": ts.LiveTensors(),
 		"mollify_us": mollUS, "mollify_share_of_step": mollUS / (el / float64(o.steps) * 1e6),
