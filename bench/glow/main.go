@@ -12,14 +12,12 @@ import (
 	"flag"
 	"fmt"
 	"github.com/mollify/mollify/bench/internal/procstat"
+	"github.com/mollify/mollify/bench/internal/steploop"
 	"math"
 	"os"
 	"runtime"
-	"runtime/pprof"
-	"time"
 
 	"github.com/mollify/mollify/flows"
-	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -91,93 +89,40 @@ func run(o options) (err error) {
 	if o.batch > n {
 		return fmt.Errorf("-batch %d exceeds the %d images", o.batch, n)
 	}
-	data := func() *ts.Tensor {
-		sc := ts.NewScope()
-		defer sc.Close()
-		shape := []int64{n, o.channels, o.size, o.size}
-		x := ts.MustRandint(256, shape, gotch.Float, dev).MustAdd(ts.MustRand(shape, gotch.Float, dev), true).
-			MustDivScalar(ts.FloatScalar(128), true).MustSubScalar(ts.FloatScalar(1), true)
-		sc.Keep(x)
-		return x
-	}()
+	data := steploop.Images(n, o.channels, o.size, 128, 1, dev)
 	defer data.MustDrop()
 	batchAt := func(i int) *ts.Tensor {
 		return data.MustNarrow(0, (int64(i)*o.batch)%(n-o.batch+1), o.batch, false)
 	}
 
-	losses := make([]float64, 0, o.steps)
-	step := func(i int) error {
+	step := func(i int) (float64, error) {
 		sc := ts.NewScope()
 		defer sc.Close()
 		lp, err := model.LogProb(batchAt(i))
 		if err != nil {
-			return err
+			return 0, err
 		}
 		loss := lp.MustMean(gotch.Float, true).MustNeg(true)
 		loss.MustBackward()
 		if err := opt.Step(); err != nil {
-			return err
+			return 0, err
 		}
 		if err := opt.ZeroGrad(); err != nil {
-			return err
+			return 0, err
 		}
-		v, err := loss.Float64()
-		losses = append(losses, v)
-		return err
+		return loss.Float64()
 	}
-	for i := 0; i < o.warmup; i++ {
-		if err := step(i); err != nil {
-			return err
-		}
-	}
-	losses = losses[:0]
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-	}
-	start, cpu0 := time.Now(), procstat.CPUSeconds()
-	for i := 0; i < o.steps; i++ {
-		if err := step(o.warmup + i); err != nil {
-			return err
-		}
-	}
-	el, cpu := time.Since(start).Seconds(), procstat.CPUSeconds()-cpu0
-	if o.cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
-	final := 0.0
-	tail := losses[max(0, len(losses)-lossTail):]
-	for _, v := range tail {
-		final += v / float64(len(tail))
-	}
-	if math.IsNaN(final) || math.IsInf(final, 0) {
-		return fmt.Errorf("the loss is %v after %d steps", final, o.warmup+o.steps)
-	}
-
-	// Gaussian mollification of one batch, as the trainer does once per step
-	// (sigmoid schedule, mid-phase).
-	moll, err := mollification.NewGaussian(mollification.DefaultSigmoid(), 1000)
+	res, err := steploop.Run(o.warmup, o.steps, lossTail, o.cpuProfile, step)
 	if err != nil {
 		return err
 	}
-	const mollCalls = 500
-	mstart := time.Now()
-	for i := 0; i < mollCalls; i++ {
-		func() {
-			sc := ts.NewScope()
-			defer sc.Close()
-			if _, _, err = moll.Mollify(batchAt(i), 500); err != nil {
-				panic(err)
-			}
-		}()
+	el, cpu, final := res.Seconds, res.CPUSeconds, res.FinalLoss
+
+	// Gaussian mollification of one batch, as the trainer does once per step.
+	mollUS, err := steploop.MollifyMicros(500, batchAt)
+	if err != nil {
+		return err
 	}
-	mollUS := time.Since(mstart).Seconds() / mollCalls * 1e6
 	dims := float64(o.channels * o.size * o.size)
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"impl": "go", "steps": o.steps, "seconds": el, "steps_per_s": float64(o.steps) / el,

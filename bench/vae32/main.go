@@ -11,15 +11,12 @@ import (
 	"flag"
 	"fmt"
 	"github.com/mollify/mollify/bench/internal/procstat"
+	"github.com/mollify/mollify/bench/internal/steploop"
 	"os"
 	"runtime"
-	"runtime/pprof"
-	"time"
 
-	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
 	"github.com/mollify/mollify/vaes"
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -91,88 +88,39 @@ func run(o options) (err error) {
 	if o.batch > n {
 		return fmt.Errorf("-batch %d exceeds the %d images", o.batch, n)
 	}
-	data := func() *ts.Tensor {
-		sc := ts.NewScope()
-		defer sc.Close()
-		shape := []int64{n, o.channels, o.size, o.size}
-		x := ts.MustRandint(256, shape, gotch.Float, dev).MustAdd(ts.MustRand(shape, gotch.Float, dev), true).MustDivScalar(ts.FloatScalar(256), true)
-		sc.Keep(x)
-		return x
-	}()
+	data := steploop.Images(n, o.channels, o.size, 256, 0, dev)
 	defer data.MustDrop()
 	batchAt := func(i int) *ts.Tensor {
 		return data.MustNarrow(0, (int64(i)*o.batch)%(n-o.batch+1), o.batch, false)
 	}
 
-	losses := make([]float64, 0, o.steps)
-	step := func(i int) error {
+	step := func(i int) (float64, error) {
 		sc := ts.NewScope()
 		defer sc.Close()
 		l, err := model.Loss(batchAt(i))
 		if err != nil {
-			return err
+			return 0, err
 		}
 		l.Total.MustBackward()
 		if err := opt.Step(); err != nil {
-			return err
+			return 0, err
 		}
 		if err := opt.ZeroGrad(); err != nil {
-			return err
+			return 0, err
 		}
-		v, err := l.Total.Float64()
-		losses = append(losses, v)
-		return err
+		return l.Total.Float64()
 	}
-	for i := 0; i < o.warmup; i++ {
-		if err := step(i); err != nil {
-			return err
-		}
-	}
-	losses = losses[:0]
-	if o.cpuProfile != "" {
-		f, err := os.Create(o.cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-	}
-	start, cpu0 := time.Now(), procstat.CPUSeconds()
-	for i := 0; i < o.steps; i++ {
-		if err := step(o.warmup + i); err != nil {
-			return err
-		}
-	}
-	el, cpu := time.Since(start).Seconds(), procstat.CPUSeconds()-cpu0
-	if o.cpuProfile != "" {
-		pprof.StopCPUProfile()
-	}
-	final := 0.0
-	tail := losses[max(0, len(losses)-lossTail):]
-	for _, v := range tail {
-		final += v / float64(len(tail))
-	}
-
-	// Gaussian mollification of one batch, as the trainer does once per step
-	// (sigmoid schedule, mid-phase).
-	moll, err := mollification.NewGaussian(mollification.DefaultSigmoid(), 1000)
+	res, err := steploop.Run(o.warmup, o.steps, lossTail, o.cpuProfile, step)
 	if err != nil {
 		return err
 	}
-	const mollCalls = 200
-	mstart := time.Now()
-	for i := 0; i < mollCalls; i++ {
-		func() {
-			sc := ts.NewScope()
-			defer sc.Close()
-			if _, _, err = moll.Mollify(batchAt(i), 500); err != nil {
-				panic(err)
-			}
-		}()
+	el, cpu, final := res.Seconds, res.CPUSeconds, res.FinalLoss
+
+	// Gaussian mollification of one batch, as the trainer does once per step.
+	mollUS, err := steploop.MollifyMicros(200, batchAt)
+	if err != nil {
+		return err
 	}
-	mollUS := time.Since(mstart).Seconds() / mollCalls * 1e6
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
 		"impl": o.impl, "steps": o.steps, "seconds": el, "steps_per_s": float64(o.steps) / el,
 		"cpu_ms_per_step": 1e3 * cpu / float64(o.steps), "peak_rss_mb": procstat.PeakRSSMB(), "final_loss": final, "threads": nn.Threads(), "torch": nn.TorchVersion(),

@@ -1,0 +1,101 @@
+// Package steploop times a training step the same way in every Go benchmark
+// under bench/: untimed warm-up steps, an optional CPU profile of the timed
+// ones, wall and CPU time, and the mean loss of the last steps. It also
+// builds the fixed dequantized image set the image benchmarks cycle through
+// and times one Gaussian mollification per batch.
+package steploop
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime/pprof"
+	"time"
+
+	"github.com/mollify/mollify/bench/internal/procstat"
+	"github.com/mollify/mollify/mollification"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Result of Run.
+type Result struct {
+	Seconds    float64 // wall time of the timed steps
+	CPUSeconds float64 // user+system CPU time of the timed steps
+	FinalLoss  float64 // mean loss of the last tail timed steps
+}
+
+// Run calls step(0..warmup-1) untimed, then step(warmup..warmup+steps-1)
+// timed, profiling those into cpuProfile when it is not empty. step returns
+// the step's loss; a non-finite mean of the last tail losses is an error.
+func Run(warmup, steps, tail int, cpuProfile string, step func(i int) (float64, error)) (r Result, err error) {
+	for i := 0; i < warmup; i++ {
+		if _, err := step(i); err != nil {
+			return r, err
+		}
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return r, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return r, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	losses := make([]float64, 0, steps)
+	start, cpu0 := time.Now(), procstat.CPUSeconds()
+	for i := 0; i < steps; i++ {
+		v, err := step(warmup + i)
+		if err != nil {
+			return r, err
+		}
+		losses = append(losses, v)
+	}
+	r.Seconds, r.CPUSeconds = time.Since(start).Seconds(), procstat.CPUSeconds()-cpu0
+	last := losses[max(0, len(losses)-tail):]
+	for _, v := range last {
+		r.FinalLoss += v / float64(len(last))
+	}
+	if math.IsNaN(r.FinalLoss) || math.IsInf(r.FinalLoss, 0) {
+		return r, fmt.Errorf("the loss is %v after %d steps", r.FinalLoss, warmup+steps)
+	}
+	return r, nil
+}
+
+// Images returns n fixed dequantized 8-bit images (k+u)/scale − shift of
+// shape (n, c, size, size), owned by the caller (MustDrop it).
+func Images(n, c, size int64, scale, shift float64, dev gotch.Device) *ts.Tensor {
+	sc := ts.NewScope()
+	defer sc.Close()
+	shape := []int64{n, c, size, size}
+	x := ts.MustRandint(256, shape, gotch.Float, dev).MustAdd(ts.MustRand(shape, gotch.Float, dev), true).
+		MustDivScalar(ts.FloatScalar(scale), true)
+	if shift != 0 {
+		x = x.MustSubScalar(ts.FloatScalar(shift), true)
+	}
+	sc.Keep(x)
+	return x
+}
+
+// MollifyMicros is the mean cost in µs of Gaussian-mollifying batch(i) at
+// mid-phase (sigmoid schedule over 1000 steps, step 500), as the trainer
+// does once per step, over calls calls.
+func MollifyMicros(calls int, batch func(i int) *ts.Tensor) (float64, error) {
+	moll, err := mollification.NewGaussian(mollification.DefaultSigmoid(), 1000)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for i := 0; i < calls; i++ {
+		sc := ts.NewScope()
+		_, _, err := moll.Mollify(batch(i), 500)
+		sc.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start).Seconds() / float64(calls) * 1e6, nil
+}
