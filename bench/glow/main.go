@@ -85,15 +85,12 @@ func run(o options) (err error) {
 	defer opt.Close()
 	// 1024 fixed dequantized 8-bit images in [-1,1], (k+u)/128 − 1, cycled
 	// in order.
-	const n = 1024
-	if o.batch > n {
-		return fmt.Errorf("-batch %d exceeds the %d images", o.batch, n)
+	images, err := steploop.NewImageSet(o.batch, o.channels, o.size, 128, 1, dev)
+	if err != nil {
+		return err
 	}
-	data := steploop.Images(n, o.channels, o.size, 128, 1, dev)
-	defer data.MustDrop()
-	batchAt := func(i int) *ts.Tensor {
-		return data.MustNarrow(0, (int64(i)*o.batch)%(n-o.batch+1), o.batch, false)
-	}
+	defer images.Close()
+	batchAt := images.Batch
 
 	step := func(i int) (float64, error) {
 		sc := ts.NewScope()

@@ -65,20 +65,41 @@ func Run(warmup, steps, tail int, cpuProfile string, step func(i int) (float64, 
 	return r, nil
 }
 
-// Images returns n fixed dequantized 8-bit images (k+u)/scale − shift of
-// shape (n, c, size, size), owned by the caller (MustDrop it).
-func Images(n, c, size int64, scale, shift float64, dev gotch.Device) *ts.Tensor {
+// ImageSet is a fixed set of 1024 dequantized 8-bit images
+// (k+u)/scale − shift, cycled through in order, one batch per step.
+type ImageSet struct {
+	data  *ts.Tensor
+	batch int64
+}
+
+// imageSetSize is how many images an ImageSet holds.
+const imageSetSize = 1024
+
+// NewImageSet draws the images (shape c×size×size) from the seeded
+// generator. Close frees them.
+func NewImageSet(batch, c, size int64, scale, shift float64, dev gotch.Device) (*ImageSet, error) {
+	if batch < 1 || batch > imageSetSize {
+		return nil, fmt.Errorf("-batch must be in 1..%d, got %d", imageSetSize, batch)
+	}
 	sc := ts.NewScope()
 	defer sc.Close()
-	shape := []int64{n, c, size, size}
+	shape := []int64{imageSetSize, c, size, size}
 	x := ts.MustRandint(256, shape, gotch.Float, dev).MustAdd(ts.MustRand(shape, gotch.Float, dev), true).
 		MustDivScalar(ts.FloatScalar(scale), true)
 	if shift != 0 {
 		x = x.MustSubScalar(ts.FloatScalar(shift), true)
 	}
 	sc.Keep(x)
-	return x
+	return &ImageSet{data: x, batch: batch}, nil
 }
+
+// Batch is step i's batch, a view owned by the open scope.
+func (s *ImageSet) Batch(i int) *ts.Tensor {
+	return s.data.MustNarrow(0, (int64(i)*s.batch)%(imageSetSize-s.batch+1), s.batch, false)
+}
+
+// Close frees the images.
+func (s *ImageSet) Close() { s.data.MustDrop() }
 
 // MollifyMicros is the mean cost in µs of Gaussian-mollifying batch(i) at
 // mid-phase (sigmoid schedule over 1000 steps, step 500), as the trainer
