@@ -1,7 +1,7 @@
 """The Table 4 VAE training step of bench/vae32/main.go in PyTorch eager.
 
-Same network and loss as vaes.NewVAE (the Encoder and Decoder are those of
-vaes/testdata/gen_golden.py, the parity reference): four Conv(k4, s2, p1)
+Same network and loss as vaes.NewVAE (the Encoder and Decoder are imported
+from vaes/testdata/gen_golden.py, the parity reference): four Conv(k4, s2, p1)
 -> BatchNorm -> ReLU with 128w..1024w channels, linear heads for mu and
 log sigma^2; decoder Linear to 1024w x 8 x 8, ConvT(k4,s2,p1) and
 ConvT(k4,s2,p1,op1) each with BatchNorm -> ReLU, then ConvT(k4,s1,p2) to C
@@ -10,11 +10,13 @@ closed-form KL, one z per example. Adam(3e-4), zero_grad(set_to_none=True),
 1024 fixed dequantized random images cycled in order, loss.item() every
 step as in Go. Prints one JSON line.
 """
-import argparse, json, resource, time
+import argparse, json, os, resource, sys, time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vaes", "testdata"))
+from gen_golden import Decoder, Encoder  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--steps", type=int, default=60)
@@ -34,64 +36,11 @@ torch.manual_seed(args.seed)
 dev = torch.device(args.device)
 
 
-def ch(n, w):
-    return max(1, int(round(n * w)))
-
-
-class Encoder(nn.Module):
-    def __init__(self, C, S, latent, w):
-        super().__init__()
-        chans = [C] + [ch(n, w) for n in (128, 256, 512, 1024)]
-        for i in range(4):
-            setattr(self, f"conv{i}", nn.Conv2d(chans[i], chans[i + 1], 4, 2, 1))
-            setattr(self, f"bn{i}", nn.BatchNorm2d(chans[i + 1]))
-        flat = chans[4] * (S // 16) ** 2
-        self.mu = nn.Linear(flat, latent)
-        self.logvar = nn.Linear(flat, latent)
-
-    def forward(self, x):
-        h = x
-        for i in range(4):
-            h = F.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(h)))
-        h = h.reshape(x.shape[0], -1)
-        return self.mu(h), self.logvar(h)
-
-
-# (channels before width or 0 for the image, kernel, stride, padding, output padding)
-SPECS = {
-    32: [(512, 4, 2, 1, 0), (256, 4, 2, 1, 1), (0, 4, 1, 2, 0)],
-    64: [(512, 5, 2, 2, 1), (256, 5, 2, 2, 1), (128, 5, 2, 1, 0), (0, 4, 1, 2, 0)],
-}
-
-
-class Decoder(nn.Module):
-    def __init__(self, C, S, latent, w):
-        super().__init__()
-        self.ch0 = ch(1024, w)
-        self.fc = nn.Linear(latent, self.ch0 * 64)
-        self.n = len(SPECS[S])
-        cin = self.ch0
-        for i, (n, k, s, p, op) in enumerate(SPECS[S]):
-            out = ch(n, w) if n else C
-            setattr(self, f"convt{i}", nn.ConvTranspose2d(cin, out, k, s, p, output_padding=op))
-            if i < self.n - 1:
-                setattr(self, f"bn{i}", nn.BatchNorm2d(out))
-            cin = out
-
-    def forward(self, z):
-        h = self.fc(z).reshape(z.shape[0], self.ch0, 8, 8)
-        for i in range(self.n):
-            h = getattr(self, f"convt{i}")(h)
-            if i < self.n - 1:
-                h = F.relu(getattr(self, f"bn{i}")(h))
-        return h
-
-
 class VAE(nn.Module):
     def __init__(self, C, S, latent, w):
         super().__init__()
         self.encoder = Encoder(C, S, latent, w)
-        self.decoder = Decoder(C, S, latent, w)
+        self.decoder = Decoder(C, S, latent, w, signed=False)
 
     def loss(self, x):
         mu, log_var = self.encoder(x)

@@ -242,73 +242,80 @@ CASES = {
                    lf_steps=2, step_size=0.05, beta_zero=0.3),
     "vae64": dict(model="vae", channels=3, size=64, latent=3, width=1 / 128, recon="mse", range="unit"),
 }
-BATCH = 3
 
-out, meta = {}, {"torch": torch.__version__}
-torch.manual_seed(0)
-for name, cfg in CASES.items():
-    m = {"vae": Base, "beta_vae": Base, "iwae": Base, "vae_iaf": VAEIAF, "hvae": HVAE}[cfg["model"]](cfg)
-    with torch.no_grad():  # move off PyTorch's defaults so batch norm and the heads matter
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.weight.copy_(1 + 0.2 * torch.randn_like(mod.weight))
-                mod.bias.copy_(0.2 * torch.randn_like(mod.bias))
-                mod.running_mean.copy_(0.1 * torch.randn_like(mod.running_mean))
-                mod.running_var.copy_(1 + 0.5 * torch.rand_like(mod.running_var))
-    C, S, L = cfg["channels"], cfg["size"], cfg["latent"]
-    # 8-bit images, stored as bytes: x = u/255 (unit) or u/127.5 - 1 (signed)
-    u8 = torch.randint(0, 256, (BATCH, C, S, S), dtype=torch.uint8)
-    x = u8.float() / 127.5 - 1 if cfg["range"] == "signed" else u8.float() / 255
-    noise = {"eps": torch.randn(BATCH, cfg["k"], L) if cfg["model"] == "iwae" else torch.randn(BATCH, L)}
-    if cfg["model"] == "hvae":
-        noise["gamma"] = torch.randn(BATCH, L)
-    sd = {k: v.detach().clone() for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
-    for k, v in sd.items():
-        out[f"{name}.w.{k}"] = v
-    out[f"{name}.x_u8"] = u8
-    for k, v in noise.items():
-        out[f"{name}.{k}"] = v
 
-    def terms():
-        if cfg["model"] in ("vae", "beta_vae"):
-            return vae_terms(m, x, noise, cfg.get("beta", 1))
-        if cfg["model"] == "iwae":
-            return iwae_terms(m, x, noise, cfg["k"])
-        if cfg["model"] == "vae_iaf":
-            return iaf_terms(m, x, noise)
-        return hvae_terms(m, x, noise)
+def main():
+    BATCH = 3
 
-    m.train()
-    t = terms()
-    t.pop("_grad", t["total"]).backward()
-    for k, v in t.items():
-        out[f"{name}.train.{k}"] = v.detach()
-    for k, p in m.named_parameters():
-        out[f"{name}.grad.{k}"] = p.grad.detach().clone()
-    for k, v in m.state_dict().items():
-        if "running_" in k:
-            out[f"{name}.buf.{k}"] = v.detach().clone()
-    m.eval()
-    t = terms()
-    t.pop("_grad", None)
-    for k, v in t.items():
-        out[f"{name}.eval.{k}"] = v.detach()
-    meta[name] = json.dumps(cfg)
+    out, meta = {}, {"torch": torch.__version__}
+    torch.manual_seed(0)
+    for name, cfg in CASES.items():
+        m = {"vae": Base, "beta_vae": Base, "iwae": Base, "vae_iaf": VAEIAF, "hvae": HVAE}[cfg["model"]](cfg)
+        with torch.no_grad():  # move off PyTorch's defaults so batch norm and the heads matter
+            for mod in m.modules():
+                if isinstance(mod, nn.BatchNorm2d):
+                    mod.weight.copy_(1 + 0.2 * torch.randn_like(mod.weight))
+                    mod.bias.copy_(0.2 * torch.randn_like(mod.bias))
+                    mod.running_mean.copy_(0.1 * torch.randn_like(mod.running_mean))
+                    mod.running_var.copy_(1 + 0.5 * torch.rand_like(mod.running_var))
+        C, S, L = cfg["channels"], cfg["size"], cfg["latent"]
+        # 8-bit images, stored as bytes: x = u/255 (unit) or u/127.5 - 1 (signed)
+        u8 = torch.randint(0, 256, (BATCH, C, S, S), dtype=torch.uint8)
+        x = u8.float() / 127.5 - 1 if cfg["range"] == "signed" else u8.float() / 255
+        noise = {"eps": torch.randn(BATCH, cfg["k"], L) if cfg["model"] == "iwae" else torch.randn(BATCH, L)}
+        if cfg["model"] == "hvae":
+            noise["gamma"] = torch.randn(BATCH, L)
+        sd = {k: v.detach().clone() for k, v in m.state_dict().items() if not k.endswith("num_batches_tracked")}
+        for k, v in sd.items():
+            out[f"{name}.w.{k}"] = v
+        out[f"{name}.x_u8"] = u8
+        for k, v in noise.items():
+            out[f"{name}.{k}"] = v
 
-names = sorted(out)
-header, blobs, off = {}, [], 0
-for n in names:
-    a = out[n].numpy()
-    dt = "U8" if a.dtype == np.uint8 else "F32"
-    a = np.ascontiguousarray(a, dtype=np.uint8 if dt == "U8" else np.float32)
-    b = a.tobytes()
-    header[n] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-    blobs.append(b)
-    off += len(b)
-header["__metadata__"] = meta
-hj = json.dumps(header).encode()
-hj += b" " * (-len(hj) % 8)
-path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden.safetensors")
-with open(path, "wb") as f:
-    f.write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
-print("wrote", path, off, "bytes of data")
+        def terms():
+            if cfg["model"] in ("vae", "beta_vae"):
+                return vae_terms(m, x, noise, cfg.get("beta", 1))
+            if cfg["model"] == "iwae":
+                return iwae_terms(m, x, noise, cfg["k"])
+            if cfg["model"] == "vae_iaf":
+                return iaf_terms(m, x, noise)
+            return hvae_terms(m, x, noise)
+
+        m.train()
+        t = terms()
+        t.pop("_grad", t["total"]).backward()
+        for k, v in t.items():
+            out[f"{name}.train.{k}"] = v.detach()
+        for k, p in m.named_parameters():
+            out[f"{name}.grad.{k}"] = p.grad.detach().clone()
+        for k, v in m.state_dict().items():
+            if "running_" in k:
+                out[f"{name}.buf.{k}"] = v.detach().clone()
+        m.eval()
+        t = terms()
+        t.pop("_grad", None)
+        for k, v in t.items():
+            out[f"{name}.eval.{k}"] = v.detach()
+        meta[name] = json.dumps(cfg)
+
+    names = sorted(out)
+    header, blobs, off = {}, [], 0
+    for n in names:
+        a = out[n].numpy()
+        dt = "U8" if a.dtype == np.uint8 else "F32"
+        a = np.ascontiguousarray(a, dtype=np.uint8 if dt == "U8" else np.float32)
+        b = a.tobytes()
+        header[n] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    header["__metadata__"] = meta
+    hj = json.dumps(header).encode()
+    hj += b" " * (-len(hj) % 8)
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden.safetensors")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
+    print("wrote", path, off, "bytes of data")
+
+
+if __name__ == "__main__":
+    main()
