@@ -111,11 +111,11 @@ bench: setup pydeps $(BIN)/realnvp2d $(BIN)/vae32
 	$(BENCH_ENV) $(GO) run ./bench/compare -go $(BIN)/realnvp2d -py bench/realnvp2d.py -python $(PYTHON) \
 	  -rounds 3 -args "-steps 3000 -threads $(THREADS)" -title "2-D RealNVP training step (5 couplings, batch 256, Adam)"
 	$(BENCH_ENV) $(GO) run ./bench/compare -go $(BIN)/vae32 -py bench/vae32.py -python $(PYTHON) \
-	  -rounds 3 -args "-steps 40 -warmup 5 -threads $(THREADS)" -final-key final_loss -final-label "mean loss, last 20 steps" \
+	  -rounds 3 -args "-steps 40 -warmup 5 -threads $(THREADS)" -go-also "-native-convt;-native-convt -foreach-optim" -final-key final_loss -final-label "mean loss, last 20 steps" \
 	  -title "Table 4 VAE training step (width 1/4, 32×32×3, latent 256, batch 64, Adam 3e-4)"
 	$(GO) build -o $(BIN)/glow ./bench/glow
 	$(BENCH_ENV) $(GO) run ./bench/compare -go $(BIN)/glow -py bench/glow.py -python $(PYTHON) \
-	  -rounds 3 -args "-steps 100 -warmup 10 -threads $(THREADS)" \
+	  -rounds 3 -args "-steps 100 -warmup 10 -threads $(THREADS)" -go-also "-foreach-optim" \
 	  -title "Glow training step, small width (3×32×32, L=3, K=4, hidden 64, batch 16, Adamax 1e-3)"
 	@echo; echo "Fréchet distance at d=2048: Go (ns/op) vs pytorch-fid's scipy formula (s):"
 	$(BENCH_ENV) $(GO) test ./fid -run '^$$' -bench 'FrechetDistance2048$$' -benchtime 5x

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -112,12 +113,20 @@ func TestInitStatistics(t *testing.T) {
 	}
 }
 
+// Both the fused one-pass CPU kernels and the _foreach ones follow
+// torch.optim step for step.
 func TestOptimizersMatchPyTorch(t *testing.T) {
 	sc := ts.NewScope()
 	defer sc.Close()
 	g := golden(t)
-	for _, name := range []string{"adam", "adamax"} {
-		t.Run(name, func(t *testing.T) {
+	defer ts.SetOptimFused(true)
+	for _, c := range []struct {
+		name  string
+		fused bool
+	}{{"adam", true}, {"adam", false}, {"adamax", true}, {"adamax", false}} {
+		name := c.name
+		t.Run(fmt.Sprintf("%s_fused=%v", name, c.fused), func(t *testing.T) {
+			ts.SetOptimFused(c.fused)
 			s := NewStore(gotch.CPU)
 			defer s.Close()
 			w, err := s.Root().Param("w", g["optim.w0"].MustShallowClone())

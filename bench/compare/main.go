@@ -37,7 +37,7 @@ func main() {
 	title := flag.String("title", "", "heading printed above the table")
 	finalKey := flag.String("final-key", "final_nll", "JSON key of the final-quality number")
 	finalLabel := flag.String("final-label", "final NLL", "its column header")
-	goAlso := flag.String("go-also", "", "extra Go arguments for one more Go row (an ablation)")
+	goAlso := flag.String("go-also", "", "extra Go arguments for more Go rows (ablations), one set per row, separated by ';'")
 	flag.Parse()
 	if *goBin == "" || *py == "" {
 		fmt.Fprintln(os.Stderr, "usage: compare -go BIN -py SCRIPT [-rounds N] [-args '...']")
@@ -50,8 +50,10 @@ func main() {
 		append([]string{*python, *py}, pyArgs(*args)...),
 		append(append([]string{*python, *py}, pyArgs(*args)...), "--foreach"),
 	}
-	if *goAlso != "" {
-		cmds = append(cmds, append(append([]string{*goBin}, strings.Fields(*args)...), strings.Fields(*goAlso)...))
+	for _, extra := range strings.Split(*goAlso, ";") {
+		if strings.TrimSpace(extra) != "" {
+			cmds = append(cmds, append(append([]string{*goBin}, strings.Fields(*args)...), strings.Fields(extra)...))
+		}
 	}
 	for r := 0; r < *rounds; r++ {
 		for _, c := range cmds {

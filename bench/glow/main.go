@@ -28,11 +28,11 @@ type options struct {
 	levels, depth                 int
 	batch, hidden, channels, size int64
 	seed                          uint64
-	device, cpuProfile            string
+	impl, device, cpuProfile      string
 }
 
 func main() {
-	var o options
+	o := options{impl: "go"}
 	flag.IntVar(&o.steps, "steps", 100, "timed steps")
 	flag.IntVar(&o.warmup, "warmup", 10, "untimed steps first (the first one initialises ActNorm)")
 	flag.IntVar(&o.threads, "threads", 1, "ATen and BLAS threads")
@@ -45,7 +45,12 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 0, "seed")
 	flag.StringVar(&o.device, "device", "cpu", "device")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file")
+	foreachOptim := flag.Bool("foreach-optim", false, "run Adamax as _foreach kernels instead of the fused one-pass kernel (ablation)")
 	flag.Parse()
+	if *foreachOptim {
+		ts.SetOptimFused(false)
+		o.impl = "go-foreach-optim"
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "glow:", err)
 		os.Exit(1)
@@ -122,7 +127,7 @@ func run(o options) (err error) {
 	}
 	dims := float64(o.channels * o.size * o.size)
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
-		"impl": "go", "steps": o.steps, "seconds": el, "steps_per_s": float64(o.steps) / el,
+		"impl": o.impl, "steps": o.steps, "seconds": el, "steps_per_s": float64(o.steps) / el,
 		"cpu_ms_per_step": 1e3 * cpu / float64(o.steps), "peak_rss_mb": procstat.PeakRSSMB(), "final_nll": final, "final_bpd": final/(dims*math.Ln2) + 7,
 		"threads": nn.Threads(), "torch": nn.TorchVersion(), "params": store.NumParams(),
 		"live_tensors": ts.LiveTensors(),

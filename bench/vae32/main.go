@@ -43,11 +43,16 @@ func main() {
 	flag.StringVar(&o.device, "device", "cpu", "device")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
 	nativeConvT := flag.Bool("native-convt", false, "use libtorch's own transposed-convolution backward instead of the oneDNN one (ablation)")
+	foreachOptim := flag.Bool("foreach-optim", false, "run Adam as _foreach kernels instead of the fused one-pass kernel (ablation)")
 	flag.Parse()
 	o.impl = "go"
 	if *nativeConvT {
 		nn.NativeConvTranspose = true
-		o.impl = "go-native-convt"
+		o.impl += "-native-convt"
+	}
+	if *foreachOptim {
+		ts.SetOptimFused(false)
+		o.impl += "-foreach-optim"
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "vae32:", err)
