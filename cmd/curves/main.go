@@ -6,7 +6,8 @@
 //	go run ./cmd/curves -table runs/vae_mnist/*/
 //
 // The eval metric is -metric, or the first of iwae_bound, elbo, nll and bpd
-// that every run has. Runs are named by model and training (vanilla or the
+// that every run has; -metric fid or fcd plots the sample-quality records
+// instead, and the table has a column for each of those that a run logged. Runs are named by model and training (vanilla or the
 // mollification kind) from their config.yaml, or by folder name.
 package main
 
@@ -194,6 +195,18 @@ func (r *runData) last(kind string) (record, bool) {
 
 var metricOrder = []string{"iwae_bound", "elbo", "nll", "bpd"}
 
+// sampleMetrics are logged as records of their own kind (experiments/fid.go),
+// not inside "eval" records.
+var sampleMetrics = []string{"fid", "fcd"}
+
+// metricKind is the record kind that carries metric m.
+func metricKind(m string) string {
+	if slices.Contains(sampleMetrics, m) {
+		return m
+	}
+	return "eval"
+}
+
 // chooseMetric is the first of metricOrder that every run reports.
 func chooseMetric(runs []*runData) (string, error) {
 	for _, m := range metricOrder {
@@ -235,9 +248,9 @@ func plotRuns(out, title, metric string, runs []*runData) error {
 			return fmt.Errorf("%s: metrics.jsonl has no train loss", r.dir)
 		}
 		loss = append(loss, plots.Series{Name: r.name, X: x, Y: y})
-		x, y = r.series("eval", metric)
+		x, y = r.series(metricKind(metric), metric)
 		if len(x) == 0 {
-			return fmt.Errorf("%s: metrics.jsonl has no eval %q", r.dir, metric)
+			return fmt.Errorf("%s: metrics.jsonl has no %s %q", r.dir, metricKind(metric), metric)
 		}
 		eval = append(eval, plots.Series{Name: r.name, X: x, Y: y})
 		if r.molSteps > 0 {
@@ -252,7 +265,11 @@ func plotRuns(out, title, metric string, runs []*runData) error {
 	if err != nil {
 		return err
 	}
-	ep, err := plots.Curves(title+": test "+metric, "step", metricUnit(metric), false, eval...)
+	evalTitle := title + ": test " + metric
+	if metricKind(metric) != "eval" {
+		evalTitle = title + ": " + metric + " of samples"
+	}
+	ep, err := plots.Curves(evalTitle, "step", metricUnit(metric), false, eval...)
 	if err != nil {
 		return err
 	}
@@ -273,7 +290,7 @@ func plotRuns(out, title, metric string, runs []*runData) error {
 	if err := plots.SaveTiles(out, [][]*plot.Plot{{lp, ep}}, 4.5*vg.Inch); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "curves: wrote %s (train loss, test %s)\n", out, metric)
+	fmt.Fprintf(os.Stderr, "curves: wrote %s (train loss, %s)\n", out, metric)
 	return nil
 }
 
@@ -307,8 +324,13 @@ func markStep(p *plot.Plot, x int) error {
 }
 
 func metricUnit(m string) string {
-	if m == "bpd" {
+	switch m {
+	case "bpd":
 		return "bits/dim"
+	case "fid":
+		return "FID (Inception features)"
+	case "fcd":
+		return "FCD (MNIST classifier features)"
 	}
 	return m + " (nats per example)"
 }
@@ -338,14 +360,26 @@ func writeTable(w io.Writer, runs []*runData, tail int) error {
 	}
 	sort.Strings(rest)
 	cols = append(cols, rest...)
+	var sampleCols []string
+	for _, m := range sampleMetrics {
+		for _, r := range runs {
+			if _, ok := r.last(m); ok {
+				sampleCols = append(sampleCols, m)
+				break
+			}
+		}
+	}
 
 	fmt.Fprintf(w, "| run | model | training | steps | first train loss | final train loss (mean of last %d logs) |", tail)
 	for _, c := range cols {
 		fmt.Fprintf(w, " test %s |", c)
 	}
+	for _, c := range sampleCols {
+		fmt.Fprintf(w, " final %s (samples) |", c)
+	}
 	fmt.Fprintln(w, " NaN/Inf values | skipped steps |")
 	fmt.Fprint(w, "|---|---|---|---|---|---|")
-	for range cols {
+	for range len(cols) + len(sampleCols) {
 		fmt.Fprint(w, "---|")
 	}
 	fmt.Fprintln(w, "---|---|")
@@ -385,6 +419,18 @@ func writeTable(w io.Writer, runs []*runData, tail int) error {
 				fmt.Fprint(w, " – |")
 			}
 			if v := e.vals[c]; math.IsNaN(v) || math.IsInf(v, 0) {
+				nonFinite++
+			}
+		}
+		for _, c := range sampleCols {
+			q, ok := r.last(c)
+			v, has := q.vals[c]
+			if !ok || !has {
+				fmt.Fprint(w, " – |")
+				continue
+			}
+			fmt.Fprintf(w, " %.2f (%.0f) |", v, q.vals["samples"])
+			if math.IsNaN(v) || math.IsInf(v, 0) {
 				nonFinite++
 			}
 		}

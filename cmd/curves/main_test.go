@@ -111,7 +111,8 @@ func TestMetricChoiceAndErrors(t *testing.T) {
 	}{
 		{nil, "usage"},
 		{[]string{"-out", out, t.TempDir()}, "no metrics.jsonl"},
-		{[]string{"-out", out, "-metric", "fid", iw, va}, `no eval "fid"`},
+		{[]string{"-out", out, "-metric", "fid", iw, va}, `no fid "fid"`},
+		{[]string{"-out", out, "-metric", "nll", iw, va}, `no eval "nll"`},
 	} {
 		if err := run(c.args, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("curves %v: error %v, want it to mention %q", c.args, err, c.want)
@@ -177,5 +178,37 @@ func TestSkipsFilesAmongRunFolders(t *testing.T) {
 	}
 	if err := run([]string{"-table", log}, &out); err == nil || !strings.Contains(err.Error(), "no run folders") {
 		t.Errorf("only a log file: error %v", err)
+	}
+}
+
+// FID/FCD records (their own kind) get a table column, "–" for a run
+// without them, and can be plotted with -metric.
+func TestSampleQualityColumnAndPlot(t *testing.T) {
+	a := fakeRun(t, "vae-mollified_false", "vae", false, falling, map[string]float64{"elbo": -900})
+	b := fakeRun(t, "vae-mollified_true", "vae", true, falling, map[string]float64{"elbo": -890})
+	f, err := os.OpenFile(filepath.Join(a, "metrics.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, `{"kind":"fcd","step":20,"fcd":300.5,"samples":500,"dims":128}`)
+	fmt.Fprintln(f, `{"kind":"fcd","step":40,"fcd":245.4,"samples":500,"dims":128}`)
+	f.Close()
+	var out bytes.Buffer
+	if err := run([]string{"-table", a, b}, &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if !strings.Contains(lines[0], "| test elbo | final fcd (samples) | NaN/Inf values |") {
+		t.Errorf("header %q lacks the fcd column after the eval metrics", lines[0])
+	}
+	if !strings.Contains(lines[2], "| 245.40 (500) |") || !strings.Contains(lines[3], "| -890.00 | – |") {
+		t.Errorf("rows:\n%s\n%s", lines[2], lines[3])
+	}
+	png := filepath.Join(t.TempDir(), "fcd.png")
+	if err := run([]string{"-out", png, "-metric", "fcd", a}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run([]string{"-out", png, "-metric", "fcd", a, b}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), `no fcd "fcd"`) {
+		t.Errorf("run without fcd records: error %v", err)
 	}
 }
