@@ -21,4 +21,9 @@
 //     kaiming_uniform(a=√5), biases uniform(±1/√fan_in), drawn from
 //     libtorch's generator in the same order as torch.nn, so the same seed
 //     gives the same weights as PyTorch on CPU.
+//   - Kernels may differ from PyTorch's where libtorch 1.13 is slow, never
+//     the values beyond float rounding: ConvTranspose2d backpropagates
+//     through oneDNN convolutions on CPU (NativeConvTranspose or
+//     $MOLLIFY_CONVT=native turn it off), and Adam/Adamax update each CPU
+//     parameter in one fused pass (ts.SetOptimFused(false) turns it off).
 package nn
