@@ -100,7 +100,7 @@ vae-mnist-fcd: setup
 # vanilla and Gaussian-mollified with the same seed and steps, $(JOBS) runs
 # at a time (finished runs are kept, -resume); then one curves figure per
 # model into $(VAE_MNIST_IMG) and the final eval metrics as a table.
-VAE_MNIST_MODELS ?= vae beta_vae iwae vae_iaf hvae
+VAE_MNIST_MODELS ?= vae betavae iwae vae_iaf hvae
 VAE_MNIST_DIR ?= runs/vae_mnist
 VAE_MNIST_IMG ?= docs/img
 vae-mnist: setup

@@ -165,7 +165,7 @@ func TestVAEConfigErrors(t *testing.T) {
 		{"bce on signed data", load("vae_cifar10", func(c *config.Config) { c.Data.Range = "signed"; c.Model.VAE.Recon = "bce" }), "needs targets in [0, 1]"},
 		{"unknown recon", load("iwae_cifar10", func(c *config.Config) { c.Model.VAE.Recon = "l2" }), `unknown reconstruction likelihood "l2"`},
 		{"image size", load("hvae_cifar10", func(c *config.Config) { c.Data.ImageSize = 28 }), "image size 28 has no Table 4 network"},
-		{"beta", load("beta_vae_cifar10", func(c *config.Config) { c.Model.VAE.Beta = 0 }), "beta must be positive"},
+		{"beta", load("betavae_cifar10", func(c *config.Config) { c.Model.VAE.Beta = 0 }), "beta must be positive"},
 	} {
 		_, err := Build(tc.c, s.Root().Subf("m%d", i))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
