@@ -18,11 +18,17 @@ import (
 
 var vaeVariants = []string{config.ModelVAE, config.ModelBetaVAE, config.ModelIWAE, config.ModelVAEIAF, config.ModelHVAE}
 
+// cifarConfig names the shipped CIFAR-10 config of a VAE variant; β-VAE's
+// files are betavae_*.yaml.
+func cifarConfig(model string) string {
+	return strings.ReplaceAll(model, "beta_vae", "betavae") + "_cifar10"
+}
+
 // smallVAE wraps a variant built on Table 4 nets at width 1/32 (latent 4)
 // for data shaped like the shipped CIFAR-10 config, as Build would.
 func smallVAE(t *testing.T, name string, sets ...string) (*VAE, *nn.Store) {
 	t.Helper()
-	c, err := config.Load(name+"_cifar10", sets)
+	c, err := config.Load(cifarConfig(name), sets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +78,7 @@ func TestVAEFamilyBuildsFromShippedConfigs(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			sc := ts.NewScope()
 			defer sc.Close()
-			c, err := config.Load(name+"_cifar10", nil)
+			c, err := config.Load(cifarConfig(name), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -282,7 +288,7 @@ func BenchmarkVAECIFAR10Step(b *testing.B) {
 	if v := os.Getenv("MOLLIFY_BENCH_MODEL"); v != "" {
 		name = v
 	}
-	c, err := config.Load(name+"_cifar10", nil)
+	c, err := config.Load(cifarConfig(name), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
