@@ -104,3 +104,21 @@ func TestConvTransposeFastRejectsBadArguments(t *testing.T) {
 		t.Fatal("weight with 5 input channels for 2-channel input: no error")
 	}
 }
+
+// The oneDNN backward is taken for CPU float32 input (Debian's and the
+// official libtorch builds have oneDNN) and not for float64, which goes to
+// libtorch's own op.
+func TestConvTransposeOneDNNAppliesToCPUFloat32(t *testing.T) {
+	sc := ts.NewScope()
+	defer sc.Close()
+	x := Randn([]int64{2, 4, 5, 5}, gotch.CPU)
+	if !ts.ConvTranspose2dUsesOneDNN(x) {
+		t.Fatal("CPU float32 input does not take the oneDNN backward: is this libtorch built without oneDNN (MKLDNN)?")
+	}
+	if ts.ConvTranspose2dUsesOneDNN(x.MustTotype(gotch.Double, false)) {
+		t.Error("float64 input takes the oneDNN backward; it has no float64 kernels")
+	}
+	if ts.ConvTranspose2dUsesOneDNN(nil) {
+		t.Error("nil input reported as oneDNN")
+	}
+}
