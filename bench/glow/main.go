@@ -66,15 +66,10 @@ func run(o options) (err error) {
 	if o.steps < 1 || o.warmup < 1 {
 		return fmt.Errorf("-steps and -warmup must be positive (the first warm-up step initialises ActNorm), got %d and %d", o.steps, o.warmup)
 	}
-	dev, err := nn.ParseDevice(o.device)
+	store, dev, err := steploop.NewStore(o.device, o.threads, o.seed)
 	if err != nil {
 		return err
 	}
-	nn.SetThreads(o.threads)
-	if _, err := nn.Seed(o.seed); err != nil {
-		return err
-	}
-	store := nn.NewStore(dev)
 	defer store.Close()
 	model, err := flows.NewGlow(store.Root(), flows.GlowOptions{
 		Shape: []int64{o.channels, o.size, o.size}, Levels: o.levels, Depth: o.depth, Hidden: o.hidden,

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"github.com/mollify/mollify/bench/internal/procstat"
+	"github.com/mollify/mollify/bench/internal/steploop"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -40,15 +41,10 @@ func main() {
 func run(steps, warmup, threads int, batch int64, seed uint64, device string, rssEvery int) (err error) {
 	runtime.LockOSThread()
 	defer nn.Recover(&err)
-	dev, err := nn.ParseDevice(device)
+	store, dev, err := steploop.NewStore(device, threads, seed)
 	if err != nil {
 		return err
 	}
-	nn.SetThreads(threads)
-	if _, err := nn.Seed(seed); err != nil {
-		return err
-	}
-	store := nn.NewStore(dev)
 	defer store.Close()
 	model, err := flows.NewRealNVP2D(store.Root(), 5, []int64{64, 64})
 	if err != nil {

@@ -69,15 +69,10 @@ func run(o options) (err error) {
 	if o.steps < 1 || o.warmup < 0 {
 		return fmt.Errorf("-steps must be positive and -warmup non-negative, got %d and %d", o.steps, o.warmup)
 	}
-	dev, err := nn.ParseDevice(o.device)
+	store, dev, err := steploop.NewStore(o.device, o.threads, o.seed)
 	if err != nil {
 		return err
 	}
-	nn.SetThreads(o.threads)
-	if _, err := nn.Seed(o.seed); err != nil {
-		return err
-	}
-	store := nn.NewStore(dev)
 	defer store.Close()
 	model, err := vaes.NewVAE(store.Root(), vaes.Config{ImageSize: o.size, Channels: o.channels, Latent: o.latent, Width: o.width, Recon: vaes.ReconMSE, Range: vaes.RangeUnit})
 	if err != nil {

@@ -1,6 +1,7 @@
 // Package steploop times a training step the same way in every Go benchmark
 // under bench/: untimed warm-up steps, an optional CPU profile of the timed
-// ones, wall and CPU time, and the mean loss of the last steps. It also
+// ones, wall and CPU time, and the mean loss of the last steps. It also sets
+// up the runtime (device, threads, seed) the same way for each program,
 // builds the fixed dequantized image set the image benchmarks cycle through
 // and times one Gaussian mollification per batch.
 package steploop
@@ -14,9 +15,25 @@ import (
 
 	"github.com/mollify/mollify/bench/internal/procstat"
 	"github.com/mollify/mollify/mollification"
+	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
+
+// NewStore parses device, sets the ATen and BLAS thread count, seeds
+// libtorch's and the Go generators, and returns an empty parameter store on
+// that device, which the caller closes.
+func NewStore(device string, threads int, seed uint64) (*nn.Store, gotch.Device, error) {
+	dev, err := nn.ParseDevice(device)
+	if err != nil {
+		return nil, dev, err
+	}
+	nn.SetThreads(threads)
+	if _, err := nn.Seed(seed); err != nil {
+		return nil, dev, err
+	}
+	return nn.NewStore(dev), dev, nil
+}
 
 // Result of Run.
 type Result struct {
