@@ -139,8 +139,9 @@ var NativeConvTranspose = os.Getenv("MOLLIFY_CONVT") == "native"
 // Forward applies the transposed convolution to x (N, in, H, W). On CPU
 // float32 the backward runs as two oneDNN convolutions (input gradient
 // conv2d(g, W), weight gradient of that convolution) rather than libtorch
-// 1.13's im2col path: about 1.5× faster for the Table 4 decoder, same
-// values to float rounding, double backward intact (HVAE needs it).
+// 1.13's im2col path. On the Table 4 decoder that backward is about 1.5×
+// faster (bench/convt_kernels.py); values agree to float rounding, and the
+// double backward HVAE needs still works.
 func (c *ConvTranspose2d) Forward(x *ts.Tensor) *ts.Tensor {
 	b := c.B
 	if b == nil {

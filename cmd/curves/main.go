@@ -7,8 +7,9 @@
 //
 // The eval metric is -metric, or the first of iwae_bound, elbo, nll and bpd
 // that every run has; -metric fid or fcd plots the sample-quality records
-// instead, and the table has a column for each of those that a run logged. Runs are named by model and training (vanilla or the
-// mollification kind) from their config.yaml, or by folder name.
+// instead, and the table has a column for each of those that a run logged.
+// Runs are named by model and training (vanilla or the mollification kind)
+// from their config.yaml, or by folder name.
 package main
 
 import (
