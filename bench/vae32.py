@@ -30,6 +30,7 @@ ap.add_argument("--width", type=float, default=0.25)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--foreach", action="store_true", help="Adam(foreach=True)")
 ap.add_argument("--device", default="cpu")
+ap.add_argument("--profile", type=int, default=0, help="after warm-up, print torch.profiler's op table for this many steps to stderr")
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(args.seed)
@@ -72,6 +73,13 @@ def step(i):
 
 for i in range(args.warmup):
     step(i)
+if args.profile:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(args.profile):
+            step(args.warmup + i)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12), file=sys.stderr)
 losses.clear()
 if dev.type == "cuda":
     torch.cuda.synchronize()
