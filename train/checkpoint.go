@@ -106,21 +106,9 @@ func (t *Trainer) LoadCheckpoint(path string) (err error) {
 	defer nn.Recover(&err)
 	sc := ts.NewScope()
 	defer sc.Close()
-	tensors, meta, err := nn.LoadTensors(path)
+	tensors, meta, err := loadModelPart(path, t.Store)
 	if err != nil {
 		return err
-	}
-	if meta["format"] != "mollify-checkpoint-1" {
-		return fmt.Errorf("train: %s is not a mollify checkpoint", path)
-	}
-	model := map[string]*ts.Tensor{}
-	for n, v := range tensors {
-		if name, ok := strings.CutPrefix(n, "model."); ok {
-			model[name] = v
-		}
-	}
-	if err := t.Store.Load(model); err != nil {
-		return fmt.Errorf("train: %s: %w", path, err)
 	}
 	atoi := func(k string) (int64, error) {
 		v, err := strconv.ParseInt(meta[k], 10, 64)
@@ -168,12 +156,19 @@ func LoadModelWeights(path string, store *nn.Store) (err error) {
 	defer nn.Recover(&err)
 	sc := ts.NewScope()
 	defer sc.Close()
+	_, _, err = loadModelPart(path, store)
+	return err
+}
+
+// loadModelPart reads a checkpoint, checks its format and loads its model
+// part into store. The returned tensors belong to the caller's open scope.
+func loadModelPart(path string, store *nn.Store) (map[string]*ts.Tensor, map[string]string, error) {
 	tensors, meta, err := nn.LoadTensors(path)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if meta["format"] != "mollify-checkpoint-1" {
-		return fmt.Errorf("train: %s is not a mollify checkpoint", path)
+		return nil, nil, fmt.Errorf("train: %s is not a mollify checkpoint", path)
 	}
 	model := map[string]*ts.Tensor{}
 	for n, v := range tensors {
@@ -182,7 +177,7 @@ func LoadModelWeights(path string, store *nn.Store) (err error) {
 		}
 	}
 	if err := store.Load(model); err != nil {
-		return fmt.Errorf("train: %s: %w", path, err)
+		return nil, nil, fmt.Errorf("train: %s: %w", path, err)
 	}
-	return nil
+	return tensors, meta, nil
 }
