@@ -1,7 +1,6 @@
 package fid
 
 import (
-	"errors"
 	"image"
 	"image/color"
 	"image/png"
@@ -189,17 +188,7 @@ func TestFolderErrors(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := FolderStats(pixelNet{}, c.dir, 8, nil)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-			if c.is != nil && !errors.Is(err, c.is) {
-				t.Errorf("error %q is not %v", err, c.is)
-			}
+			assertError(t, err, c.want, c.is)
 		})
 	}
 }

@@ -338,17 +338,7 @@ func TestInceptionErrors(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			err := c.load()
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-			}
-			if c.is != nil && !errors.Is(err, c.is) {
-				t.Errorf("error %q is not %v", err, c.is)
-			}
+			assertError(t, err, c.want, c.is)
 		})
 	}
 }
@@ -566,4 +556,21 @@ func cpuSeconds() float64 {
 		return math.NaN()
 	}
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// assertError fails unless err is non-nil, mentions every string of want
+// and, when is is not nil, wraps is.
+func assertError(t *testing.T, err error, want []string, is error) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	if is != nil && !errors.Is(err, is) {
+		t.Errorf("error %q is not %v", err, is)
+	}
 }
