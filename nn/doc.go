@@ -12,8 +12,8 @@
 //     caller's open scope and never frees its input. The training loop opens
 //     one scope per step, so memory stays flat without the Go GC.
 //   - Torch state (grad mode, the error slot, the open scope) is per OS
-//     thread: the goroutine that trains calls runtime.LockOSThread, or uses
-//     Runtime.Do.
+//     thread: the goroutine that trains calls runtime.LockOSThread (or
+//     LockThread).
 //   - gotch's Must* ops panic (patched from log.Fatal). Functions here that
 //     take user input validate it and return errors; Recover turns a torch
 //     panic inside a model into an error at an API boundary.

@@ -132,14 +132,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := compare(o, paths, stdout, stderr); err != nil {
-		msg := err.Error()
-		if !strings.HasPrefix(msg, "fid: ") {
-			msg = "fid: " + msg
-		}
-		fmt.Fprintln(stderr, msg)
-		return 1
+		return fail(stderr, err)
 	}
 	return 0
+}
+
+// fail prints err as one "fid: ..." line and returns exit status 1.
+func fail(stderr io.Writer, err error) int {
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "fid: ") {
+		msg = "fid: " + msg
+	}
+	fmt.Fprintln(stderr, msg)
+	return 1
 }
 
 // label names the metric in the output.
@@ -343,12 +348,7 @@ func trainClassifier(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := doTrainClassifier(*root, *epochs, *device, *threads, *limit, *seed, *force, stdout, stderr); err != nil {
-		msg := err.Error()
-		if !strings.HasPrefix(msg, "fid: ") {
-			msg = "fid: " + msg
-		}
-		fmt.Fprintln(stderr, msg)
-		return 1
+		return fail(stderr, err)
 	}
 	return 0
 }
