@@ -1,6 +1,7 @@
 package experiments
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -38,10 +39,19 @@ type Images struct {
 	Test      data.Dataset
 	Transform data.Transform
 
-	strip     [][]uint8 // per snapshot, stripCols images
-	stripStep []int
-	shape     [3]int
+	strip stripState
+	shape [3]int
 }
+
+// stripState is the samples-over-training strip so far: it lives in
+// checkpoints, so a resumed run draws the whole strip.
+type stripState struct {
+	Rows  [][]uint8 // per snapshot, stripCols images
+	Steps []int
+}
+
+func (s *stripState) MarshalState() ([]byte, error) { return json.Marshal(s) }
+func (s *stripState) UnmarshalState(b []byte) error { *s = stripState{}; return json.Unmarshal(b, s) }
 
 // Seeds of the generators used by evaluation hooks, which run with their
 // own libtorch RNG state so that they draw the same noise at every step
@@ -99,7 +109,7 @@ func (e *Images) Hooks() []train.Hook {
 			fmt.Fprintln(t.Log, line)
 			return t.Metric("eval", rec)
 		}},
-		{Name: "samples", Every: c.Output.SamplesEvery, AtEnd: true, Fn: func(t *train.Trainer, _ *train.StepStats) error {
+		{Name: "samples", Every: c.Output.SamplesEvery, AtEnd: true, State: &e.strip, Fn: func(t *train.Trainer, _ *train.StepStats) error {
 			return withSeed(t, sampleSeed, func() error { return e.samples(t) })
 		}},
 	}
@@ -233,13 +243,13 @@ func (e *Images) samples(t *train.Trainer) (err error) {
 	if err := plots.SavePNG(filepath.Join(t.Dir, "samples", fmt.Sprintf("step-%09d.png", t.Steps())), img); err != nil {
 		return err
 	}
-	e.strip = append(e.strip, pix[:stripCols*C*H*W])
-	e.stripStep = append(e.stripStep, t.Steps())
+	e.strip.Rows = append(e.strip.Rows, pix[:stripCols*C*H*W])
+	e.strip.Steps = append(e.strip.Steps, t.Steps())
 	var all []uint8
-	for _, row := range e.strip {
+	for _, row := range e.strip.Rows {
 		all = append(all, row...)
 	}
-	strip, err := plots.ImageGrid(all, len(e.strip)*stripCols, C, H, W, stripCols, 2)
+	strip, err := plots.ImageGrid(all, len(e.strip.Rows)*stripCols, C, H, W, stripCols, 2)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ type Store struct {
 	names   []string
 	tensors map[string]*ts.Tensor
 	trained map[string]bool
+	hints   []LoadHint
 }
 
 // NewStore returns an empty store for device.
@@ -147,13 +148,24 @@ func numel(shape []int64) int64 {
 
 // Load copies values into the store's tensors in place. Every stored name
 // must be present with the same shape; extra names are an error too, so a
-// checkpoint of another model is caught.
+// checkpoint of another model is caught. Nothing is copied unless all
+// names and shapes match; the error lists the missing and unexpected
+// names (or the first mismatched shape), then what the hints add.
 func (s *Store) Load(values map[string]*ts.Tensor) (err error) {
 	defer Recover(&err)
-	var missing, extra []string
+	var missing, extra, reshaped []string
+	var shapeErr error
 	for _, n := range s.names {
-		if _, ok := values[n]; !ok {
+		v, ok := values[n]
+		if !ok {
 			missing = append(missing, n)
+			continue
+		}
+		if a, b := s.tensors[n].MustSize(), v.MustSize(); !equalShape(a, b) {
+			reshaped = append(reshaped, n)
+			if shapeErr == nil {
+				shapeErr = fmt.Errorf("nn: %q has shape %v in the model but %v in the weights", n, a, b)
+			}
 		}
 	}
 	for n := range values {
@@ -161,24 +173,41 @@ func (s *Store) Load(values map[string]*ts.Tensor) (err error) {
 			extra = append(extra, n)
 		}
 	}
-	if len(missing) > 0 || len(extra) > 0 {
+	if len(missing) > 0 || len(extra) > 0 || shapeErr != nil {
 		sort.Strings(missing)
 		sort.Strings(extra)
-		return fmt.Errorf("nn: weights do not match the model: missing %s; unexpected %s", list(missing), list(extra))
+		err = shapeErr
+		if len(missing) > 0 || len(extra) > 0 {
+			err = fmt.Errorf("nn: weights do not match the model: missing %s; unexpected %s", list(missing), list(extra))
+		} else if len(reshaped) > 1 {
+			err = fmt.Errorf("%w (and %d more of another shape)", err, len(reshaped)-1)
+		}
+		for _, h := range s.hints {
+			if msg := h(missing, extra, reshaped); msg != "" {
+				err = fmt.Errorf("%w; %s", err, msg)
+			}
+		}
+		return err
 	}
 	sc := ts.NewScope()
 	defer sc.Close()
 	ts.NoGrad(func() {
 		for _, n := range s.names {
-			dst, src := s.tensors[n], values[n]
-			if a, b := dst.MustSize(), src.MustSize(); !equalShape(a, b) {
-				panic(fmt.Errorf("nn: %q has shape %v in the model but %v in the weights", n, a, b))
-			}
-			dst.Copy_(src.MustTo(s.Device, false))
+			s.tensors[n].Copy_(values[n].MustTo(s.Device, false))
 		}
 	})
 	return nil
 }
+
+// A LoadHint explains in one clause why weights may not fit a model (for
+// instance the setting they were written with), given the names Load
+// found missing from the weights, unexpected in them, or of another
+// shape; it returns "" when it has nothing to add.
+type LoadHint func(missing, unexpected, reshaped []string) string
+
+// AddLoadHint registers a hint that Load appends to its mismatch errors.
+// Models whose settings change their parameter names register one.
+func (s *Store) AddLoadHint(h LoadHint) { s.hints = append(s.hints, h) }
 
 func list(xs []string) string {
 	if len(xs) == 0 {
@@ -209,4 +238,65 @@ func (s *Store) Close() {
 	}
 	s.tensors = map[string]*ts.Tensor{}
 	s.names = nil
+}
+
+// BufferSnapshot holds copies of a store's buffers (batch-norm running
+// statistics, ActNorm's flag, ...) so that a step that is thrown away can
+// put them back. The copies are allocated once and refreshed in place, so
+// taking a snapshot every step allocates nothing.
+type BufferSnapshot struct {
+	live, saved []*ts.Tensor
+}
+
+// NewBufferSnapshot allocates a snapshot of every buffer of s; with no
+// buffers it is empty and costs nothing.
+func (s *Store) NewBufferSnapshot() (b *BufferSnapshot, err error) {
+	defer Recover(&err)
+	sc := ts.NewScope()
+	defer sc.Close()
+	b = &BufferSnapshot{}
+	for _, n := range s.names {
+		if s.trained[n] {
+			continue
+		}
+		t := s.tensors[n]
+		c := t.MustDetachCopy(false)
+		sc.Detach(c)
+		b.live = append(b.live, t)
+		b.saved = append(b.saved, c)
+	}
+	return b, nil
+}
+
+// Save copies the buffers' current values into the snapshot.
+func (b *BufferSnapshot) Save() (err error) {
+	defer Recover(&err)
+	ts.NoGrad(func() {
+		for i, t := range b.live {
+			b.saved[i].Copy_(t)
+		}
+	})
+	return nil
+}
+
+// Restore copies the snapshot back into the buffers.
+func (b *BufferSnapshot) Restore() (err error) {
+	defer Recover(&err)
+	ts.NoGrad(func() {
+		for i, t := range b.live {
+			t.Copy_(b.saved[i])
+		}
+	})
+	return nil
+}
+
+// Len is the number of buffers held.
+func (b *BufferSnapshot) Len() int { return len(b.live) }
+
+// Close frees the copies.
+func (b *BufferSnapshot) Close() {
+	for _, t := range b.saved {
+		t.MustDrop()
+	}
+	b.live, b.saved = nil, nil
 }

@@ -2,6 +2,7 @@ package train
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -72,6 +73,21 @@ func (t *Trainer) SaveCheckpoint() (path string, err error) {
 		"config":     string(cfgYAML),
 		"format":     "mollify-checkpoint-1",
 	}
+	// metrics.jsonl's length now: rows a killed run writes after this
+	// checkpoint are cut off on resume instead of appearing twice.
+	if st, err := os.Stat(filepath.Join(t.Dir, metricsName)); err == nil {
+		meta["metrics_bytes"] = strconv.FormatInt(st.Size(), 10)
+	}
+	for _, h := range t.Hooks {
+		if h.State == nil {
+			continue
+		}
+		b, err := h.State.MarshalState()
+		if err != nil {
+			return "", fmt.Errorf("train: saving the state of hook %s: %w", h.Name, err)
+		}
+		meta[hookStateKey(h.Name)] = base64.StdEncoding.EncodeToString(b)
+	}
 	path = checkpointPath(t.Dir, t.step)
 	if err := nn.SaveTensors(path, tensors, meta); err != nil {
 		return "", err
@@ -135,6 +151,32 @@ func (t *Trainer) LoadCheckpoint(path string) (err error) {
 	if err != nil {
 		return err
 	}
+	for _, h := range t.Hooks {
+		if h.State == nil {
+			continue
+		}
+		enc, ok := meta[hookStateKey(h.Name)]
+		if !ok {
+			fmt.Fprintf(t.logger(), "train: %s has no state for hook %s (an older checkpoint?); its outputs restart at this step\n", path, h.Name)
+			continue
+		}
+		b, err := base64.StdEncoding.DecodeString(enc)
+		if err == nil {
+			err = h.State.UnmarshalState(b)
+		}
+		if err != nil {
+			return fmt.Errorf("train: %s: restoring the state of hook %s: %w", path, h.Name, err)
+		}
+	}
+	if v, ok := meta["metrics_bytes"]; ok {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("train: %s: bad metrics_bytes in metadata: %w", path, err)
+		}
+		if err := truncateMetrics(filepath.Join(t.Dir, metricsName), n); err != nil {
+			return err
+		}
+	}
 	nonFinite, _ := atoi("nonfinite")
 	skipped, _ := atoi("skipped")
 	t.step, t.nonFinite, t.skipped = int(step), int(nonFinite), int(skipped)
@@ -142,9 +184,30 @@ func (t *Trainer) LoadCheckpoint(path string) (err error) {
 	return nil
 }
 
-// CheckpointHook saves every `every` steps and at the end.
+func hookStateKey(name string) string { return "hook." + name }
+
+// truncateMetrics cuts metrics.jsonl back to its length at a checkpoint.
+func truncateMetrics(path string, n int64) error {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if st.Size() <= n {
+		return nil
+	}
+	if err := os.Truncate(path, n); err != nil {
+		return fmt.Errorf("train: cutting %s back to the checkpoint: %w", path, err)
+	}
+	return nil
+}
+
+// CheckpointHook saves every `every` steps and at the end, after every
+// other hook of the step.
 func CheckpointHook(every int) Hook {
-	return Hook{Name: "checkpoint", Every: every, AtEnd: true, Fn: func(t *Trainer, _ *StepStats) error {
+	return Hook{Name: "checkpoint", Priority: PriorityCheckpoint, Every: every, AtEnd: true, Fn: func(t *Trainer, _ *StepStats) error {
 		_, err := t.SaveCheckpoint()
 		return err
 	}}

@@ -25,7 +25,7 @@ func ProgressHook(every int) Hook {
 	var bar *progressbar.ProgressBar
 	var start time.Time
 	var startStep int
-	return Hook{Name: "progress", Every: 1, AtEnd: true, Fn: func(t *Trainer, s *StepStats) error {
+	return Hook{Name: "progress", Priority: PriorityLog, Every: 1, AtEnd: true, Fn: func(t *Trainer, s *StepStats) error {
 		total := t.Config.Run.Iterations
 		if start.IsZero() {
 			start, startStep = time.Now(), t.step-1
@@ -61,7 +61,7 @@ func ProgressHook(every int) Hook {
 // MetricsHook appends a "train" record every `every` steps: loss, terms,
 // σ² or blur time, learning rate, step time and data wait.
 func MetricsHook(every int) Hook {
-	return Hook{Name: "metrics", Every: every, AtEnd: true, Fn: func(t *Trainer, s *StepStats) error {
+	return Hook{Name: "metrics", Priority: PriorityLog, Every: every, AtEnd: true, Fn: func(t *Trainer, s *StepStats) error {
 		v := map[string]any{
 			"loss": s.Loss, "lr": s.LR, "skipped_total": t.skipped,
 			"mollified": s.Moll.Active, "sigma2": s.Moll.Sigma2,

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"time"
 
 	"github.com/mollify/mollify/config"
@@ -54,12 +55,39 @@ type StepStats struct {
 }
 
 // Hook runs after steps: every Every steps (when (step+1)%Every == 0) and,
-// with AtEnd, after the last step. Hooks open their own scopes.
+// with AtEnd, after the last step. Hooks run in Priority order (lower
+// first; equal priorities keep the order of Trainer.Hooks) and open their
+// own scopes.
+//
+// A hook that accumulates over the run (a curve, a strip of samples, a
+// figure's snapshots) keeps that in State, which every checkpoint saves
+// under the hook's Name and Resume restores, so a resumed run writes the
+// same outputs as an uninterrupted one. Start runs once before the first
+// step of Run (after Resume); End runs once when Run returns, with the
+// error that ends it, so that a hook can record a failed or diverged run.
 type Hook struct {
-	Name  string
-	Every int
-	AtEnd bool
-	Fn    func(t *Trainer, s *StepStats) error
+	Name     string
+	Priority int
+	Every    int
+	AtEnd    bool
+	Fn       func(t *Trainer, s *StepStats) error
+	Start    func(t *Trainer) error
+	End      func(t *Trainer, runErr error) error
+	State    HookState
+}
+
+// Priorities of the trainer's own hooks. Checkpoints come last, so that a
+// checkpoint holds every record and state change of its step.
+const (
+	PriorityLog        = -100
+	PriorityDefault    = 0
+	PriorityCheckpoint = 1000
+)
+
+// HookState is the part of a hook that lives in checkpoints.
+type HookState interface {
+	MarshalState() ([]byte, error)
+	UnmarshalState([]byte) error
 }
 
 // Trainer holds one run.
@@ -81,6 +109,7 @@ type Trainer struct {
 	skipped   int // skipped steps in total
 	metrics   *os.File
 	lastCkpt  string
+	buffers   *nn.BufferSnapshot // model buffers before the current step
 }
 
 // ErrNonFinite is wrapped by the error that stops a run after too many
@@ -93,10 +122,19 @@ func (t *Trainer) Steps() int { return t.step }
 // Skipped returns how many steps were skipped for non-finite values.
 func (t *Trainer) Skipped() int { return t.skipped }
 
+const metricsName = "metrics.jsonl"
+
+func (t *Trainer) logger() io.Writer {
+	if t.Log == nil {
+		return os.Stderr
+	}
+	return t.Log
+}
+
 // Metric appends a record to metrics.jsonl with the current step.
 func (t *Trainer) Metric(kind string, values map[string]any) error {
 	if t.metrics == nil {
-		f, err := os.OpenFile(filepath.Join(t.Dir, "metrics.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		f, err := os.OpenFile(filepath.Join(t.Dir, metricsName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
 			return fmt.Errorf("train: opening metrics: %w", err)
 		}
@@ -135,6 +173,15 @@ func (t *Trainer) lrAt(step int) float64 {
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
+// Preprocessor is a model whose density lives in a space other than the
+// data's (RealNVP's logit space). The trainer maps each batch there first
+// and mollifies it there, so that mollification smooths the density the
+// model fits; Loss then receives model-space batches. LogDet is
+// log|det ∂y/∂x| per example, in nats; evaluation in data space adds it.
+type Preprocessor interface {
+	Preprocess(x *ts.Tensor) (y, logDet *ts.Tensor, err error)
+}
+
 // trainStep runs one step in its own scope.
 func (t *Trainer) trainStep(step int) (st StepStats, err error) {
 	sc := ts.NewScope()
@@ -147,11 +194,29 @@ func (t *Trainer) trainStep(step int) (st StepStats, err error) {
 		return st, fmt.Errorf("train: batch for step %d: %w", step, err)
 	}
 	st.DataWait = time.Since(start)
+	if p, ok := t.Model.(Preprocessor); ok {
+		if x, _, err = p.Preprocess(x); err != nil {
+			return st, fmt.Errorf("train: step %d: %w", step, err)
+		}
+	}
 	xm, info, err := t.Mollifier.Mollify(x, step)
 	if err != nil {
 		return st, err
 	}
 	st.Moll = info
+	// The forward pass updates batch-norm statistics in place; a step that
+	// is thrown away must not leave them changed.
+	if err := t.buffers.Save(); err != nil {
+		return st, err
+	}
+	skip := func() (StepStats, error) {
+		st.Skipped = true
+		st.StepTime = time.Since(start)
+		if err := t.buffers.Restore(); err != nil {
+			return st, err
+		}
+		return st, t.Optim.ZeroGrad()
+	}
 	loss, err := t.Model.Loss(xm)
 	if err != nil {
 		return st, fmt.Errorf("train: step %d: %w", step, err)
@@ -166,9 +231,7 @@ func (t *Trainer) trainStep(step int) (st StepStats, err error) {
 		}
 	}
 	if !finite(st.Loss) {
-		st.Skipped = true
-		st.StepTime = time.Since(start)
-		return st, nil
+		return skip()
 	}
 	loss.Total.MustBackward()
 	if clip := t.Config.Optim.GradClip; clip > 0 {
@@ -176,9 +239,7 @@ func (t *Trainer) trainStep(step int) (st StepStats, err error) {
 			return st, err
 		}
 		if !finite(st.GradNorm) {
-			st.Skipped = true
-			st.StepTime = time.Since(start)
-			return st, t.Optim.ZeroGrad()
+			return skip()
 		}
 	}
 	t.Optim.SetLR(st.LR)
@@ -196,23 +257,60 @@ func (t *Trainer) trainStep(step int) (st StepStats, err error) {
 // be called on a resumed trainer.
 func (t *Trainer) Run() error { return t.RunUntil(t.Config.Run.Iterations) }
 
+// orderedHooks returns the hooks sorted by priority, stable.
+func (t *Trainer) orderedHooks() ([]Hook, error) {
+	hooks := append([]Hook(nil), t.Hooks...)
+	sort.SliceStable(hooks, func(i, j int) bool { return hooks[i].Priority < hooks[j].Priority })
+	seen := map[string]bool{}
+	for _, h := range hooks {
+		if h.State != nil && seen[h.Name] {
+			return nil, fmt.Errorf("train: two hooks named %q keep state; their checkpointed states would collide", h.Name)
+		}
+		seen[h.Name] = true
+	}
+	return hooks, nil
+}
+
 // RunUntil trains until `stop` steps are done (at most run.iterations), as
 // if the run were interrupted there: the mollification phase and the hooks
-// still follow run.iterations.
+// still follow run.iterations. End callbacks run either way.
 func (t *Trainer) RunUntil(stop int) (err error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if t.Log == nil {
 		t.Log = os.Stderr
 	}
-	total := t.Config.Run.Iterations
-	maxBad := t.Config.Run.MaxNonFinite
+	hooks, err := t.orderedHooks()
+	if err != nil {
+		return err
+	}
 	defer func() {
+		for _, h := range hooks {
+			if h.End != nil {
+				if e := h.End(t, err); e != nil {
+					err = errors.Join(err, fmt.Errorf("train: hook %s at the end: %w", h.Name, e))
+				}
+			}
+		}
 		if t.metrics != nil {
 			t.metrics.Close()
 			t.metrics = nil
 		}
 	}()
+	if t.buffers == nil {
+		if t.buffers, err = t.Store.NewBufferSnapshot(); err != nil {
+			return err
+		}
+	}
+	for _, h := range hooks {
+		if h.Start != nil {
+			if err := h.Start(t); err != nil {
+				return fmt.Errorf("train: hook %s at the start: %w", h.Name, err)
+			}
+		}
+	}
+	total := t.Config.Run.Iterations
+	maxBad := t.Config.Run.MaxNonFinite
 	stop = min(stop, total)
 	for t.step < stop {
 		step := t.step
@@ -235,8 +333,8 @@ func (t *Trainer) RunUntil(stop int) (err error) {
 		} else {
 			t.nonFinite = 0
 		}
-		for _, h := range t.Hooks {
-			if h.Every > 0 && (step+1)%h.Every == 0 || h.AtEnd && t.step == total {
+		for _, h := range hooks {
+			if h.Fn != nil && (h.Every > 0 && (step+1)%h.Every == 0 || h.AtEnd && t.step == total) {
 				if err := h.Fn(t, &st); err != nil {
 					return fmt.Errorf("train: hook %s at step %d: %w", h.Name, t.step, err)
 				}
@@ -244,4 +342,13 @@ func (t *Trainer) RunUntil(stop int) (err error) {
 		}
 	}
 	return nil
+}
+
+// Close frees what the trainer allocated for itself (not the store, model,
+// optimizer or mollifier, which the caller owns).
+func (t *Trainer) Close() {
+	if t.buffers != nil {
+		t.buffers.Close()
+		t.buffers = nil
+	}
 }

@@ -2,6 +2,8 @@ package train
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"errors"
 	"math"
 	"os"
@@ -219,5 +221,160 @@ func TestProgressPlainLines(t *testing.T) {
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "step 10/20 loss") || !strings.Contains(lines[0], "σ²=") ||
 		!strings.Contains(lines[1], "clean") || !strings.Contains(lines[1], "it/s") || strings.Contains(out, "\r") {
 		t.Errorf("non-TTY progress should be plain lines every 10 steps:\n%s", out)
+	}
+}
+
+// bnModel is a flow whose loss goes through a batch norm, so that every
+// forward pass updates running statistics.
+type bnModel struct {
+	flowModel
+	bn *flows.BatchNorm2d
+}
+
+func (m bnModel) Loss(x *ts.Tensor) (Loss, error) {
+	n := x.MustSize()[0]
+	h := m.bn.Forward(x.MustView([]int64{n, 2, 1, 1}, false)).MustView([]int64{n, 2}, true)
+	return m.flowModel.Loss(h)
+}
+
+// A batch whose loss is NaN is skipped, and the batch-norm running
+// statistics its forward pass changed are put back (defect 4 of issue 11):
+// one NaN batch must not poison evaluation.
+func TestSkippedStepRestoresBatchNormBuffers(t *testing.T) {
+	data := toyData()
+	defer data.MustDrop()
+	c := testConfig(3)
+	c.Mollification.Enabled = false
+	tr := newTrainer(t, c, t.TempDir(), data)
+	bn, err := flows.NewBatchNorm2d(tr.Store.Root().Sub("bn"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Model = bnModel{tr.Model.(flowModel), bn}
+	tr.Data = nanAt{slices{data, 64}, 1}
+	defer tr.Close()
+	var afterFirst []byte
+	tr.Hooks = append(tr.Hooks, Hook{Name: "look", Every: 1, Fn: func(tr *Trainer, s *StepStats) error {
+		b, _ := bn.RunningMean.Bytes()
+		switch s.Step {
+		case 0:
+			afterFirst = b
+		case 1:
+			if !s.Skipped {
+				t.Error("the NaN batch was not skipped")
+			}
+			if !bytes.Equal(b, afterFirst) {
+				t.Errorf("running mean changed by the skipped step: %v", bn.RunningMean.Float64Values())
+			}
+		}
+		return nil
+	}})
+	if err := tr.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range append(bn.RunningMean.Float64Values(), bn.RunningVar.Float64Values()...) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			t.Fatalf("running statistics not finite after the run: mean %v var %v", bn.RunningMean.Float64Values(), bn.RunningVar.Float64Values())
+		}
+	}
+	if tr.Skipped() != 1 {
+		t.Errorf("skipped %d, want 1", tr.Skipped())
+	}
+}
+
+// nanAt gives a batch full of NaN at one step.
+type nanAt struct {
+	slices
+	step int
+}
+
+func (n nanAt) Batch(step int) (*ts.Tensor, error) {
+	x, err := n.slices.Batch(step)
+	if step == n.step {
+		x = x.MustMulScalar(ts.FloatScalar(math.NaN()), false)
+	}
+	return x, err
+}
+
+// countState is a hook state: the steps the hook has seen.
+type countState struct{ Seen []int }
+
+func (c *countState) MarshalState() ([]byte, error) { return json.Marshal(c) }
+func (c *countState) UnmarshalState(b []byte) error { *c = countState{}; return json.Unmarshal(b, c) }
+
+// A hook's state travels through the checkpoint, metrics rows written
+// after the last checkpoint by a killed run are dropped on resume, and
+// hooks run in priority order with Start and End callbacks.
+func TestHookStateAndMetricsSurviveResume(t *testing.T) {
+	data := toyData()
+	defer data.MustDrop()
+	c := testConfig(40)
+	c.Run.LogEvery = 5
+	var order []string
+	hooks := func(st *countState) []Hook {
+		return []Hook{
+			CheckpointHook(10),
+			{Name: "count", Every: 5, State: st, Fn: func(tr *Trainer, s *StepStats) error {
+				st.Seen = append(st.Seen, tr.Steps())
+				order = append(order, "count")
+				return nil
+			}},
+			{Name: "first", Priority: -1, Every: 5, Fn: func(*Trainer, *StepStats) error { order = append(order, "first"); return nil }},
+			MetricsHook(5),
+		}
+	}
+	straightState := &countState{}
+	straight := newTrainer(t, c, t.TempDir(), data)
+	straight.Hooks = hooks(straightState)
+	if err := straight.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if order[0] != "first" || order[1] != "count" {
+		t.Errorf("hooks ran in order %v, want priority order", order[:2])
+	}
+
+	dir := t.TempDir()
+	firstState := &countState{}
+	first := newTrainer(t, c, dir, data)
+	first.Hooks = hooks(firstState)
+	if err := first.RunUntil(27); err != nil { // killed at 27, last checkpoint at 20
+		t.Fatal(err)
+	}
+	resumedState := &countState{Seen: []int{-1}}
+	resumed := newTrainer(t, c, dir, data)
+	resumed.Hooks = hooks(resumedState)
+	var started, ended bool
+	resumed.Hooks = append(resumed.Hooks, Hook{Name: "life",
+		Start: func(tr *Trainer) error { started = tr.Steps() == 20; return nil },
+		End:   func(tr *Trainer, err error) error { ended = err == nil && tr.Steps() == 40; return nil }})
+	if err := resumed.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	if err := resumed.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if !started || !ended {
+		t.Errorf("Start ran at step 20: %v; End ran after step 40: %v", started, ended)
+	}
+	if fmt.Sprint(resumedState.Seen) != fmt.Sprint(straightState.Seen) {
+		t.Errorf("hook state after resume %v, uninterrupted %v", resumedState.Seen, straightState.Seen)
+	}
+	rows := func(dir string) []string {
+		b, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var r map[string]any
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%v/%v/%v", r["kind"], r["step"], r["loss"]))
+		}
+		return out
+	}
+	if got, want := rows(dir), rows(straight.Dir); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("metrics rows after resume:\n%v\nuninterrupted:\n%v", got, want)
 	}
 }
