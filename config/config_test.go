@@ -116,6 +116,12 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{`model.name "glow" models images, but data.dataset "mog" is 2-D points`},
 		},
 		{
+			name: "bce with Gaussian mollification",
+			path: "vae_mnist",
+			sets: []string{"model.vae.recon=bce"},
+			want: []string{`model.vae.recon "bce" with Gaussian mollification`, "unbounded below", "use model.vae.recon=mse"},
+		},
+		{
 			name: "bad betas",
 			sets: []string{"optim.betas=[0.9]"},
 			want: []string{"optim.betas must be a list of 2 numbers"},

@@ -84,6 +84,9 @@ func (c *Config) Validate() error {
 	c.Mollification.validate(&k, c.Data, c.Run.Iterations)
 	c.Eval.validate(&k)
 	c.Output.validate(&k)
+	if IsVAEFamily(c.Model.Name) && c.Model.VAE.Recon == "bce" && c.Mollification.Enabled && c.Mollification.Kind == KindGaussian {
+		k.addf("model.vae.recon %q with Gaussian mollification: binary cross-entropy needs targets in [0, 1], mollified pixels leave that range, and the loss is then unbounded below; use model.vae.recon=mse, mollification.kind=blur, or mollification.enabled=false", "bce")
+	}
 	if len(k.problems) == 0 {
 		return nil
 	}

@@ -80,13 +80,14 @@ func run(args []string) error {
 		}
 	} else {
 		cfg, err = config.Load(*name, sets)
-		dir = *runDir
-		if dir == "" {
-			dir = filepath.Join(cfg.Run.OutDir, cfg.Run.Name+"-"+time.Now().Format("20060102-150405"))
-		}
 	}
 	if err != nil {
 		return err
+	}
+	if dir == "" {
+		if dir = *runDir; dir == "" {
+			dir = filepath.Join(cfg.Run.OutDir, cfg.Run.Name+"-"+time.Now().Format("20060102-150405"))
+		}
 	}
 	if _, err := cfg.Save(dir); err != nil {
 		return err
