@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -69,9 +70,11 @@ type FID struct {
 
 // NewFID prepares the evaluation, or returns nil (and says why on log)
 // when it is off: eval.fid_samples is 0, the model cannot sample, or no
-// network is available. Weights that are there but unusable, or too few
-// samples for the feature size, are errors. The result's methods accept
-// a nil receiver.
+// network is available. Weights that are there but unusable, or fewer
+// than 2 samples, are errors; no more samples than feature dimensions give a
+// singular covariance and an unreliable value, computed anyway (as by
+// pytorch-fid) after one warning on log. The result's methods accept a nil
+// receiver.
 func NewFID(cfg *config.Config, model any, device gotch.Device, tr data.Transform, log io.Writer) (*FID, error) {
 	n := cfg.Eval.FIDSamples
 	if n == 0 {
@@ -117,7 +120,11 @@ func NewFID(cfg *config.Config, model any, device gotch.Device, tr data.Transfor
 	default:
 		return nil, err
 	}
-	if err := fid.CheckCount("eval.fid_samples", n, e.net.Dim()); err != nil {
+	// As pytorch-fid: a singular covariance (samples ≤ dims) is computed,
+	// with the warning said once here; fewer than 2 samples cannot be.
+	if err := fid.CheckCount("eval.fid_samples", n, e.net.Dim()); errors.Is(err, fid.ErrSingularCovariance) {
+		fmt.Fprintf(log, "%s warning: %s\n", e.metric, strings.TrimPrefix(err.Error(), "fid: "))
+	} else if err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -272,6 +279,9 @@ func (e *FID) reference() (*fid.Stats, error) {
 		return s, nil
 	}
 	fmt.Fprintf(e.log, "%s reference: statistics of the %d training images (cached at %s)...\n", e.metric, ds.Len(), path)
+	if err := fid.CheckCount("the "+d.Dataset+" training set", ds.Len(), e.net.Dim()); errors.Is(err, fid.ErrSingularCovariance) {
+		fmt.Fprintf(e.log, "%s warning: %s\n", e.metric, strings.TrimPrefix(err.Error(), "fid: "))
+	}
 	start := time.Now()
 	s, err := fid.DatasetStats(e.net, ds, fidChunk, nil)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,6 +159,9 @@ func TestFCDHook(t *testing.T) {
 	if e.Metric() != "fcd" || len(e.Hooks()) != 1 || e.Hooks()[0].Name != "fcd" || !strings.Contains(r.log.String(), "not FID") {
 		t.Fatalf("metric %q, hooks %v, log %q", e.Metric(), e.Hooks(), r.log)
 	}
+	if strings.Contains(r.log.String(), "warning") {
+		t.Errorf("150 samples for 128-d features: log %q warns", r.log)
+	}
 	state, goState, err := r.t.RNG.State(gotch.CPU)
 	if err != nil {
 		t.Fatal(err)
@@ -254,12 +258,15 @@ func records(t *testing.T, dir string) []map[string]any {
 	return out
 }
 
-// TestFIDTooFewSamples: fid_samples no larger than the feature size is a
-// setup error, not a silently meaningless number.
-func TestFIDTooFewSamples(t *testing.T) {
+// TestFIDFewSamples: fewer samples (or reference images) than the feature
+// size give a singular covariance; as in pytorch-fid the hook computes and
+// records the metric anyway, after one warning on its log. Fewer than 2
+// samples are a setup error that names the key.
+func TestFIDFewSamples(t *testing.T) {
 	t.Setenv(fid.WeightsEnv, "")
-	root := t.TempDir()
+	root, smallRoot := t.TempDir(), t.TempDir()
 	smallMNIST(t, root, 200)
+	smallMNIST(t, smallRoot, 100)
 	train28, err := data.LoadMNIST(root, data.Train, data.MNISTOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -268,12 +275,63 @@ func TestFIDTooFewSamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Save(fid.ClassifierPath(root)); err != nil {
-		t.Fatal(err)
+	for _, r := range []string{root, smallRoot} {
+		if err := c.Save(fid.ClassifierPath(r)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	c.Close()
-	r := newFIDRun(t, fidConfig(t, root, "eval.fid_samples=100"))
-	if _, err := NewFID(r.cfg, r.model, gotch.CPU, r.tr, r.log); !errors.Is(err, fid.ErrTooFewImages) || !strings.Contains(err.Error(), "eval.fid_samples") {
-		t.Errorf("NewFID: %v", err)
+	for _, tc := range []struct {
+		root    string
+		samples int
+		is      error    // from NewFID
+		want    []string // in the error, or else once in the log
+	}{
+		{root, 100, nil, []string{"fcd warning: eval.fid_samples has 100 images for 128-d features", "singular", "unreliable", "rank ≤ 99"}},
+		{root, 2, nil, []string{"fcd warning: eval.fid_samples has 2 images for 128-d features", "singular"}},
+		{smallRoot, 150, nil, []string{"fcd warning: the mnist training set has 100 images for 128-d features", "singular"}},
+		{root, 1, fid.ErrTooFewImages, []string{"eval.fid_samples", "1 image", "at least 2"}},
+	} {
+		r := newFIDRun(t, fidConfig(t, tc.root, fmt.Sprintf("eval.fid_samples=%d", tc.samples)))
+		e, err := NewFID(r.cfg, r.model, gotch.CPU, r.tr, r.log)
+		if tc.is != nil {
+			if e != nil || !errors.Is(err, tc.is) {
+				t.Errorf("%d samples: NewFID %v, %v; want an error wrapping %v", tc.samples, e, err, tc.is)
+			}
+			for _, w := range tc.want {
+				if err != nil && !strings.Contains(err.Error(), w) {
+					t.Errorf("%d samples: error %q does not mention %q", tc.samples, err, w)
+				}
+			}
+			continue
+		}
+		if err != nil || e == nil {
+			t.Fatalf("%d samples: NewFID %v, %v (log %q)", tc.samples, e, err, r.log)
+		}
+		defer e.Close()
+		for range 2 {
+			if err := e.evaluate(r.t); err != nil {
+				t.Fatal(err)
+			}
+		}
+		log := r.log.String()
+		for _, w := range tc.want {
+			if !strings.Contains(log, w) {
+				t.Errorf("%d samples: log %q does not mention %q", tc.samples, log, w)
+			}
+		}
+		if n := strings.Count(log, "warning"); n != 1 {
+			t.Errorf("%d samples: %d warnings in log %q, want 1", tc.samples, n, log)
+		}
+		recs := records(t, r.t.Dir)
+		if len(recs) != 2 {
+			t.Fatalf("%d samples: metrics %v", tc.samples, recs)
+		}
+		for _, rec := range recs {
+			v, ok := rec["fcd"].(float64)
+			if !ok || !(v > 0) || rec["error"] != nil || rec["samples"] != float64(tc.samples) {
+				t.Errorf("%d samples: record %v, want a positive fcd and no error", tc.samples, rec)
+			}
+		}
 	}
 }

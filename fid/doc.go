@@ -20,6 +20,13 @@
 //     never called FID) are FeatureNets. DatasetStats, FolderStats and
 //     Accumulate stream images through one into an Accumulator.
 //
+// Image counts follow pytorch-fid: fewer than 2 images are an error
+// (ErrTooFewImages, no covariance); 2 to d images give a singular covariance
+// (rank ≤ n−1 < d) that is computed all the same, and CheckCount reports it
+// as ErrSingularCovariance for callers to print as a warning (cmd/fid, the
+// training hook) or to refuse (cmd/fid --strict). Two statistics files are
+// compared at their own dimension; they must only agree with each other.
+//
 // Conventions: statistics are float64; Sigma is a row-major d×d *mat.Dense.
 // Images are NCHW: uint8 levels k, or float32 k/255 in [0, 1] on the
 // network's device, grey repeated to 3 channels (UnitTensor). Networks own

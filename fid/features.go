@@ -19,22 +19,44 @@ import (
 	"github.com/mollify/mollify/nn"
 )
 
-// ErrTooFewImages is wrapped by the error for a set with no more images
-// than feature dimensions. Its covariance has rank at most n−1 < d, so it
-// is singular: pytorch-fid's scipy.linalg.sqrtm then returns a complex
-// matrix and pytorch-fid stops with "Imaginary component", or returns a
-// number that mostly measures the sample size. Use more images (FID is
-// normally computed from 50 000) or fewer dims.
-var ErrTooFewImages = errors.New("fewer images than needed for a full-rank covariance")
+// ErrTooFewImages is wrapped by CheckCount's error for a set of fewer than
+// 2 images: its covariance (ddof=1) is undefined, so there is no FID.
+var ErrTooFewImages = errors.New("the covariance needs at least 2 images")
 
-// CheckCount returns an error wrapping ErrTooFewImages unless n > dims.
+// ErrSingularCovariance is wrapped by CheckCount's error for a set of 2 or
+// more images but no more than the feature dimensions. Its covariance has
+// rank at most n−1 < d, so it is singular: pytorch-fid computes anyway (its
+// scipy.linalg.sqrtm retries with 1e-6 on the diagonals and may stop with
+// "Imaginary component"), and the number mostly measures the sample size.
+// Callers that follow pytorch-fid warn and go on; strict ones refuse.
+var ErrSingularCovariance = errors.New("fewer images than feature dimensions + 1: the covariance is singular and the FID unreliable")
+
+// CheckCount says whether n images give a usable covariance of
+// dims-dimensional features: nil when n > dims; an error wrapping
+// ErrSingularCovariance when 2 ≤ n ≤ dims (a warning, unless the caller is
+// strict); an error wrapping ErrTooFewImages when n < 2. what names the set
+// in the message.
 func CheckCount(what string, n, dims int) error {
-	if n > dims {
+	switch {
+	case n > dims:
 		return nil
+	case n < 2:
+		return fmt.Errorf("fid: %s has %d image(s), but %w: add images (more than %d for a full-rank covariance "+
+			"of %d-d features; 50 000 is standard)", what, n, ErrTooFewImages, dims, dims)
 	}
-	return fmt.Errorf("fid: %s has %d images but %d-d features need more than %d: %w "+
-		"(the covariance would be singular, which is pytorch-fid's \"Imaginary component\" error); "+
-		"use more images (50 000 is standard) or smaller dims", what, n, dims, dims, ErrTooFewImages)
+	return fmt.Errorf("fid: %s has %d images for %d-d features: %w (rank ≤ %d < %d; pytorch-fid's sqrtm can fail on it "+
+		"with \"Imaginary component\"); use more than %d images (50 000 is standard) or smaller dims",
+		what, n, dims, ErrSingularCovariance, n-1, dims, dims)
+}
+
+// checkComputable refuses only what has no covariance at all (n < 2): a
+// singular covariance is computed, as pytorch-fid does; callers warn about
+// it with CheckCount.
+func checkComputable(what string, n, dims int) error {
+	if err := CheckCount(what, n, dims); errors.Is(err, ErrTooFewImages) {
+		return err
+	}
+	return nil
 }
 
 // UnitImages turns uint8 NCHW pixels into a FeatureNet's input on device
@@ -105,10 +127,12 @@ func Accumulate(acc *Accumulator, net FeatureNet, x *ts.Tensor) (err error) {
 type Progress func(done, total int)
 
 // DatasetStats returns the statistics of every image of ds (uint8, 1 or 3
-// channels), batch images at a time, each batch in its own scope.
+// channels), batch images at a time, each batch in its own scope. Fewer
+// than 2 images are an error; no more than net.Dim() are computed, as
+// pytorch-fid does (see CheckCount for the warning).
 func DatasetStats(net FeatureNet, ds data.Dataset, batch int, progress Progress) (*Stats, error) {
 	n := ds.Len()
-	if err := CheckCount("the dataset", n, net.Dim()); err != nil {
+	if err := checkComputable("the dataset", n, net.Dim()); err != nil {
 		return nil, err
 	}
 	if batch <= 0 {
@@ -189,13 +213,14 @@ func ImageFiles(dir string) ([]string, error) {
 // FolderStats returns the statistics of the images in dir (see
 // ImageFiles), decoded to RGB as PIL's convert('RGB') does, batch at a
 // time. Images may differ in size: each is resized to 299×299 by the
-// network on its own, so batches are split where the size changes.
+// network on its own, so batches are split where the size changes. Image
+// counts are treated as in DatasetStats.
 func FolderStats(net FeatureNet, dir string, batch int, progress Progress) (*Stats, error) {
 	files, err := ImageFiles(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckCount(dir, len(files), net.Dim()); err != nil {
+	if err := checkComputable(dir, len(files), net.Dim()); err != nil {
 		return nil, err
 	}
 	if batch <= 0 {

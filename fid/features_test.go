@@ -1,6 +1,7 @@
 package fid
 
 import (
+	"errors"
 	"image"
 	"image/color"
 	"image/png"
@@ -163,8 +164,8 @@ func TestFolderErrors(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(empty, "readme.txt"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	few := t.TempDir()
-	folder(t, few, 12, func(int) (int, int) { return 3, 3 })
+	one := t.TempDir()
+	folder(t, one, 1, func(int) (int, int) { return 3, 3 })
 	bmp := t.TempDir()
 	folder(t, bmp, 20, func(int) (int, int) { return 3, 3 })
 	if err := os.WriteFile(filepath.Join(bmp, "x.webp"), nil, 0o644); err != nil {
@@ -182,7 +183,7 @@ func TestFolderErrors(t *testing.T) {
 	}{
 		{"empty", empty, []string{"no images", "*.png"}, nil},
 		{"missing", filepath.Join(empty, "nope"), []string{"nope"}, nil},
-		{"fewer images than dims", few, []string{"12 images", "12-d", "Imaginary component", "singular"}, ErrTooFewImages},
+		{"one image", one, []string{"1 image", "at least 2 images", "more than 12", "12-d"}, ErrTooFewImages},
 		{"undecodable format", bmp, []string{"x.webp", "only PNG and JPEG"}, nil},
 		{"corrupt image", corrupt, []string{"broken.png"}, nil},
 	} {
@@ -190,6 +191,70 @@ func TestFolderErrors(t *testing.T) {
 			_, err := FolderStats(pixelNet{}, c.dir, 8, nil)
 			assertError(t, err, c.want, c.is)
 		})
+	}
+}
+
+// TestCheckCount: more images than dims pass; 2..dims is the singular
+// case (a warning for pytorch-fid's behaviour, an error for strict callers);
+// fewer than 2 is always an error, and each message says what to do.
+func TestCheckCount(t *testing.T) {
+	for _, c := range []struct {
+		n, dims int
+		is      error
+		want    []string
+	}{
+		{2049, 2048, nil, nil},
+		{3, 2, nil, nil},
+		{2048, 2048, ErrSingularCovariance, []string{"set has 2048 images for 2048-d", "singular", "unreliable", "rank ≤ 2047", "Imaginary component", "more than 2048 images"}},
+		{5, 64, ErrSingularCovariance, []string{"set has 5 images for 64-d", "singular", "rank ≤ 4 < 64", "smaller dims"}},
+		{2, 64, ErrSingularCovariance, []string{"rank ≤ 1 < 64"}},
+		{1, 64, ErrTooFewImages, []string{"set has 1 image", "at least 2 images", "add images", "more than 64"}},
+		{0, 2048, ErrTooFewImages, []string{"set has 0 image", "at least 2 images"}},
+		{1, 1, ErrTooFewImages, []string{"at least 2 images"}},
+	} {
+		err := CheckCount("set", c.n, c.dims)
+		if c.is == nil {
+			if err != nil {
+				t.Errorf("n=%d dims=%d: %v", c.n, c.dims, err)
+			}
+			continue
+		}
+		if errors.Is(err, ErrTooFewImages) && errors.Is(err, ErrSingularCovariance) {
+			t.Errorf("n=%d dims=%d: %v is both sentinels", c.n, c.dims, err)
+		}
+		assertError(t, err, c.want, c.is)
+	}
+}
+
+// TestFewImagesComputed: a folder or dataset of 2..dims images has a
+// singular covariance but is computed, as pytorch-fid computes it: the
+// statistics are those of the pixels, the covariance has rank n−1, and the
+// symmetric FID against a full-rank set is finite.
+func TestFewImagesComputed(t *testing.T) {
+	fullDir := t.TempDir()
+	full, err := DatasetStats(pixelNet{}, folder(t, fullDir, 40, func(int) (int, int) { return 3, 3 }), 8, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{2, 5, 12} {
+		dir := t.TempDir()
+		want := folder(t, dir, n, func(int) (int, int) { return 3, 3 })
+		got, err := FolderStats(pixelNet{}, dir, 4, nil)
+		if err != nil {
+			t.Fatalf("%d images: %v", n, err)
+		}
+		ref, err := DatasetStats(pixelNet{}, want, 3, nil)
+		if err != nil {
+			t.Fatalf("%d images, dataset: %v", n, err)
+		}
+		sameStats(t, got, ref)
+		r, err := FrechetDistance(full, got, nil)
+		if err != nil || math.IsNaN(r.Distance) || math.IsInf(r.Distance, 0) {
+			t.Fatalf("%d images: FID %v, %v", n, r.Distance, err)
+		}
+		if r.Rank2 > n-1 {
+			t.Errorf("%d images: covariance rank %d, want ≤ %d", n, r.Rank2, n-1)
+		}
 	}
 }
 

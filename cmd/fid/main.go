@@ -12,7 +12,13 @@
 // pytorch-fid's pt_inception-2015-12-05-6726825d.pth (its GitHub release
 // "fid_weights"), given by -weights or $MOLLIFY_INCEPTION, or a TorchScript
 // export of them (-inception model.pt, from cmd/fid/export_inception.py).
-// Two .npz files need no weights.
+// Two .npz files need no weights, and are compared at their own
+// dimension, as pytorch-fid does: --dims is the dimension a folder is
+// featurised at, which an .npz compared with it must match. A folder of
+// 2 to dims images is computed with a warning on stderr that its
+// covariance is singular (rank ≤ n−1) and the FID unreliable, as
+// pytorch-fid computes it; --strict makes that an error. Fewer than 2
+// images are always an error.
 //
 // Flags may come before or after the paths, and take one dash or two.
 // --fcd uses the small MNIST classifier that train-classifier caches under
@@ -50,6 +56,12 @@ const usage = `usage:
   fid train-classifier [-root DIR] [-epochs N] [-device D]
                                           train and cache that classifier (once)
 
+Two .npz files are compared at their own dimension (they must agree);
+--dims sets the features a folder is computed at, and an .npz compared
+with a folder must have that dimension. A folder of 2 to dims images has a
+singular covariance: it is computed with a warning, as pytorch-fid does
+(--strict: an error); fewer than 2 images are an error.
+
 flags:
 `
 
@@ -66,6 +78,7 @@ type options struct {
 	root      string
 	method    string
 	quiet     bool
+	strict    bool
 	dimsSet   bool
 }
 
@@ -84,6 +97,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.root, "root", data.DefaultRoot, "data root holding the cached classifier (fcd/)")
 	fs.StringVar(&o.method, "method", "symmetric", "symmetric (stable) or scipy (pytorch-fid's sqrtm, can fail with \"Imaginary component\")")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress lines")
+	fs.BoolVar(&o.strict, "strict", false, "refuse a folder of no more images than feature dimensions (singular covariance) instead of warning")
 	return fs
 }
 
@@ -218,9 +232,9 @@ func compare(o options, paths []string, stdout, stderr io.Writer) error {
 		if stats[i], err = fid.LoadStats(p); err != nil {
 			return err
 		}
-		if stats[i].Dim() != dims {
-			return fmt.Errorf("%s holds %d-d statistics, but the %s here uses %d-d features (--dims)", p, stats[i].Dim(), o.label(), dims)
-		}
+	}
+	if err := checkDims(o, paths, stats, dims); err != nil {
+		return err
 	}
 	for i, p := range paths {
 		if stats[i] != nil {
@@ -230,7 +244,14 @@ func compare(o options, paths []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := fid.CheckCount(p, len(files), dims); err != nil {
+		err = fid.CheckCount(p, len(files), dims)
+		switch {
+		case err == nil:
+		case errors.Is(err, fid.ErrSingularCovariance) && o.strict:
+			return fmt.Errorf("%w; --strict makes this an error (without it the FID is computed with a warning, as pytorch-fid does)", err)
+		case errors.Is(err, fid.ErrSingularCovariance):
+			fmt.Fprintf(stderr, "fid: warning: %s (--strict makes this an error)\n", strings.TrimPrefix(err.Error(), "fid: "))
+		default:
 			return err
 		}
 	}
@@ -272,6 +293,34 @@ func compare(o options, paths []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "fid: the product of the covariances is singular; added %g to the diagonals (pytorch-fid's fallback)\n", r.Offset)
 	}
 	fmt.Fprintf(stdout, "%s:  %v\n", o.label(), r.Distance)
+	return nil
+}
+
+// checkDims checks the dimensions of the statistics files, as pytorch-fid
+// does: two files are compared at their own dimension and must agree with
+// each other (--dims does not apply to them); a file compared with a folder
+// must match the features the folder is computed at (--dims, or the
+// classifier's with --fcd).
+func checkDims(o options, paths []string, stats []*fid.Stats, dims int) error {
+	if len(stats) == 2 && stats[0] != nil && stats[1] != nil {
+		if d0, d1 := stats[0].Dim(), stats[1].Dim(); d0 != d1 {
+			return fmt.Errorf("%s holds %d-d statistics and %s %d-d: a Fréchet distance compares statistics of the same features; "+
+				"recompute one of them at %d or %d dims", paths[0], d0, paths[1], d1, d0, d1)
+		}
+		return nil
+	}
+	for i, st := range stats {
+		if st == nil || st.Dim() == dims {
+			continue
+		}
+		folder := paths[1-i]
+		if o.fcd {
+			return fmt.Errorf("%s holds %d-d statistics, but the folder %s is featurised by the MNIST classifier at %d-d for the FCD: "+
+				"compare it with classifier statistics", paths[i], st.Dim(), folder, dims)
+		}
+		return fmt.Errorf("%s holds %d-d statistics, but the folder %s is featurised at %d-d (--dims %d): "+
+			"pass --dims %d, or use statistics of %d-d features", paths[i], st.Dim(), folder, dims, dims, st.Dim(), dims)
+	}
 	return nil
 }
 

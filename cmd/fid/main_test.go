@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"image"
 	"image/png"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,21 +33,65 @@ func (meanNet) Features(x *ts.Tensor) (*ts.Tensor, error) {
 func (meanNet) Dim() int             { return 64 }
 func (meanNet) Device() gotch.Device { return gotch.CPU }
 
-func fakeNet(t *testing.T) {
-	t.Helper()
-	old := netOpener
-	netOpener = func(o options) (fid.FeatureNet, func(), error) {
+// withMeanNet opens meanNet in place of Inception (not for --fcd).
+func withMeanNet(open func(options) (fid.FeatureNet, func(), error)) func(options) (fid.FeatureNet, func(), error) {
+	return func(o options) (fid.FeatureNet, func(), error) {
 		if o.fcd {
-			return old(o)
+			return open(o)
 		}
 		return meanNet{}, func() {}, nil
 	}
+}
+
+func fakeNet(t *testing.T) {
+	t.Helper()
+	old := netOpener
+	netOpener = withMeanNet(old)
 	t.Cleanup(func() { netOpener = old })
 }
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
 	var out, errb bytes.Buffer
 	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// The test binary is the fid command when mainEnv is 1 (with meanNet for
+// Inception when meanNetEnv is 1, as the weights are not here): runBinary
+// runs it as a user types the command, in its own process.
+const (
+	mainEnv    = "MOLLIFY_FID_MAIN"
+	meanNetEnv = "MOLLIFY_FID_MEAN_NET"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		if os.Getenv(meanNetEnv) == "1" {
+			netOpener = withMeanNet(netOpener)
+		}
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// runBinary runs `fid args...` as its own process and returns its exit
+// status, stdout and stderr; meanNet stands in for Inception if asked.
+func runBinary(t *testing.T, meanNet bool, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), mainEnv+"=1", meanNetEnv+"="+map[bool]string{true: "1", false: "0"}[meanNet])
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("running the command: %v", err)
+	}
 	return code, out.String(), errb.String()
 }
 
@@ -115,43 +161,162 @@ func TestFoldersAndStats(t *testing.T) {
 	}
 }
 
-// TestNPZOnly: two statistics files need no weights at all.
-func TestNPZOnly(t *testing.T) {
+// saveDiagonal writes d-dimensional statistics mu·1, v·I with fid's own
+// writer.
+func saveDiagonal(t *testing.T, path string, d int, mu, v float64) string {
+	t.Helper()
+	s := &fid.Stats{Mu: make([]float64, d), Sigma: mat.NewDense(d, d, nil)}
+	for i := range s.Mu {
+		s.Mu[i] = mu
+		s.Sigma.Set(i, i, v)
+	}
+	if err := fid.SaveStats(path, s); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestNPZDims: two statistics files need no weights and are compared at
+// their own dimension whatever --dims says, as by pytorch-fid; they must
+// agree with each other. An .npz against a folder must match the dimension
+// the folder is featurised at (--dims, default 2048).
+func TestNPZDims(t *testing.T) {
 	t.Setenv(fid.WeightsEnv, "")
 	dir := t.TempDir()
-	const d = 64
-	stats := func(mu, v float64) *fid.Stats {
-		s := &fid.Stats{Mu: make([]float64, d), Sigma: mat.NewDense(d, d, nil)}
-		for i := range s.Mu {
-			s.Mu[i] = mu
-			s.Sigma.Set(i, i, v)
-		}
-		return s
-	}
-	p1, p2 := filepath.Join(dir, "1.npz"), filepath.Join(dir, "2.npz")
-	if err := fid.SaveStats(p1, stats(0, 1)); err != nil {
-		t.Fatal(err)
-	}
-	if err := fid.SaveStats(p2, stats(0.5, 4)); err != nil {
-		t.Fatal(err)
-	}
-	// Closed form: 64·0.25 + 64·1 + 64·4 − 2·64·√4 = 80.
-	code, out, errs := runCmd("--dims", "64", p1, p2)
-	if code != 0 || math.Abs(fidValue(t, out, "FID")-80) > 1e-9 {
-		t.Errorf("exit %d %q %q, want FID 80", code, out, errs)
-	}
-	if code, _, errs := runCmd(p1, p2); code != 1 || !strings.Contains(errs, "64-d statistics") || !strings.Contains(errs, "2048-d") {
-		t.Errorf("dims mismatch: exit %d %q", code, errs)
+	a64 := saveDiagonal(t, filepath.Join(dir, "a64.npz"), 64, 0, 1)
+	b64 := saveDiagonal(t, filepath.Join(dir, "b64.npz"), 64, 0.5, 4)
+	c2048 := saveDiagonal(t, filepath.Join(dir, "c2048.npz"), 2048, 0, 1)
+	imgs := digits(t, 0, 70)
+	for _, c := range []struct {
+		name    string
+		meanNet bool
+		args    []string
+		code    int
+		fid     float64 // when code is 0
+		want    []string
+	}{
+		// Closed form: 64·0.25 + 64·1 + 64·4 − 2·64·√4 = 80.
+		{"two 64-d files", false, []string{a64, b64}, 0, 80, nil},
+		{"two 64-d files, --dims 2048", false, []string{a64, b64, "--dims", "2048"}, 0, 80, nil},
+		{"two 64-d files, --dims 64", false, []string{"--dims", "64", a64, b64}, 0, 80, nil},
+		{"64-d and 2048-d files", false, []string{a64, c2048}, 1, 0, []string{"a64.npz holds 64-d", "c2048.npz 2048-d"}},
+		{"64-d and 2048-d files, --dims 64", false, []string{c2048, a64, "--dims", "64"}, 1, 0, []string{"c2048.npz holds 2048-d", "a64.npz 64-d"}},
+		{"folder at 2048-d against a 64-d file", true, []string{imgs, a64}, 1, 0,
+			[]string{"a64.npz holds 64-d", imgs, "featurised at 2048-d", "--dims 64"}},
+		{"folder at 64-d against a 2048-d file", true, []string{c2048, imgs, "--dims", "64"}, 1, 0,
+			[]string{"c2048.npz holds 2048-d", imgs, "featurised at 64-d", "--dims 2048"}},
+		{"folder at 64-d against a 64-d file", true, []string{imgs, a64, "--dims", "64", "-quiet"}, 0, -1, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errs := runBinary(t, c.meanNet, c.args...)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d (stdout %q, stderr %q)", code, c.code, out, errs)
+			}
+			if code == 0 {
+				got := fidValue(t, out, "FID")
+				if c.fid >= 0 && math.Abs(got-c.fid) > 1e-9 {
+					t.Errorf("FID %v, want %v", got, c.fid)
+				}
+				if !(got > 0) {
+					t.Errorf("FID %v", got)
+				}
+				if errs != "" {
+					t.Errorf("stderr %q", errs)
+				}
+				return
+			}
+			for _, w := range c.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr %q does not mention %q", errs, w)
+				}
+			}
+			if strings.Count(errs, "\n") != 1 || strings.Contains(errs, "panic") {
+				t.Errorf("stderr should be one line: %q", errs)
+			}
+		})
 	}
 }
 
-// TestClearErrors: each bad input gives one clear line and exit status 1
-// (2 for usage errors), never a panic.
+// TestFewImages: a folder of 2..dims images is computed with a warning
+// that its covariance is singular, as pytorch-fid computes it (--save-stats
+// writes the file); --strict makes that an error; fewer than 2 images are
+// always an error that says to add images.
+func TestFewImages(t *testing.T) {
+	t.Setenv(fid.WeightsEnv, "")
+	five, one, imgs, more := digits(t, 0, 5), digits(t, 0, 1), digits(t, 10, 70), digits(t, 80, 70)
+	warning := []string{"fid: warning:", five, "5 images for 64-d", "singular", "unreliable", "rank ≤ 4", "--strict"}
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		out  string   // a file the command writes when it succeeds
+		want []string // in stderr
+	}{
+		{"save-stats, 5 images at 64-d", []string{"--save-stats", five, "OUT", "--dims", "64", "-quiet"}, 0, "OUT.npz", warning},
+		{"save-stats, 5 images at 64-d, --strict", []string{"--save-stats", "--strict", five, "OUT", "--dims", "64"}, 1, "",
+			[]string{five, "5 images for 64-d", "singular", "--strict makes this an error", "use more than 64 images"}},
+		{"save-stats, 1 image", []string{"--save-stats", one, "OUT", "--dims", "64"}, 1, "",
+			[]string{one, "1 image", "at least 2 images", "add images"}},
+		{"save-stats, 1 image, --strict", []string{"-strict", "--save-stats", one, "OUT", "--dims", "64"}, 1, "",
+			[]string{"1 image", "at least 2 images"}},
+		{"compare, 5 images at 64-d", []string{five, imgs, "--dims", "64", "-quiet"}, 0, "", warning},
+		{"compare, 5 images at 64-d, --strict", []string{imgs, five, "--dims", "64", "--strict"}, 1, "",
+			[]string{"5 images for 64-d", "singular", "--strict"}},
+		{"compare, 1 image", []string{imgs, one, "--dims", "64"}, 1, "", []string{"1 image", "at least 2 images"}},
+		{"compare, 70 images at 64-d, --strict", []string{imgs, more, "--dims", "64", "--strict", "-quiet"}, 0, "", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			outDir := t.TempDir()
+			args := append([]string(nil), c.args...)
+			for i, a := range args {
+				if a == "OUT" {
+					args[i] = filepath.Join(outDir, "out")
+				}
+			}
+			code, out, errs := runBinary(t, true, args...)
+			if code != c.code {
+				t.Fatalf("exit %d, want %d (stdout %q, stderr %q)", code, c.code, out, errs)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(errs, w) {
+					t.Errorf("stderr %q does not mention %q", errs, w)
+				}
+			}
+			if c.want == nil && errs != "" {
+				t.Errorf("stderr %q, want none", errs)
+			}
+			written, _ := filepath.Glob(filepath.Join(outDir, "*"))
+			switch {
+			case c.code != 0:
+				if strings.Count(errs, "\n") != 1 || strings.Contains(errs, "panic") {
+					t.Errorf("stderr should be one line: %q", errs)
+				}
+				if len(written) > 0 {
+					t.Errorf("a failed command wrote %v", written)
+				}
+			case c.out != "":
+				s, err := fid.LoadStats(filepath.Join(outDir, "out.npz"))
+				if err != nil {
+					t.Fatalf("stdout %q: %v", out, err)
+				}
+				if rows, cols := s.Sigma.Dims(); s.Dim() != 64 || rows != 64 || cols != 64 {
+					t.Errorf("saved %d-d statistics, sigma %d×%d", s.Dim(), rows, cols)
+				}
+			default:
+				if v := fidValue(t, out, "FID"); !(v > 0) || math.IsInf(v, 0) {
+					t.Errorf("FID %v", v)
+				}
+			}
+		})
+	}
+}
+
+// TestClearErrors: each bad input, typed as a user would, gives one clear
+// line and exit status 1 (2 for usage errors), never a panic.
 func TestClearErrors(t *testing.T) {
 	t.Setenv(fid.WeightsEnv, "")
 	imgs := digits(t, 0, 130)
 	empty := t.TempDir()
-	few := digits(t, 0, 5)
 	corrupt := filepath.Join(t.TempDir(), "bad.npz")
 	if err := os.WriteFile(corrupt, []byte("PK\x03\x04 this is no archive"), 0o644); err != nil {
 		t.Fatal(err)
@@ -170,8 +335,7 @@ func TestClearErrors(t *testing.T) {
 		{"weights file not there", []string{"-weights", filepath.Join(empty, "pt.pth"), imgs, imgs, "--dims", "64"}, 1, []string{"pt.pth", "fid_weights"}},
 		{"wrong-shape weights", []string{"-weights", wrongShape, imgs, imgs, "--dims", "64", "--device", "cpu"}, 1, []string{"Conv2d_1a_3x3.conv.weight has shape [2 3 3 3]", "[32 3 3 3]"}},
 		{"empty folder", []string{empty, imgs}, 1, []string{empty, "no images"}},
-		{"fewer images than dims", []string{few, imgs, "--dims", "64"}, 1, []string{"5 images", "64-d", "Imaginary component", "singular"}},
-		{"fewer images than default dims", []string{imgs, imgs}, 1, []string{"130 images", "2048-d"}},
+		{"fewer images than default dims, --strict", []string{imgs, imgs, "--strict"}, 1, []string{"130 images for 2048-d", "singular", "--strict"}},
 		{"corrupt npz", []string{imgs, corrupt}, 1, []string{"bad.npz", "zip"}},
 		{"missing path", []string{filepath.Join(empty, "nope"), imgs}, 1, []string{"invalid path", "nope"}},
 		{"file that is not npz", []string{wrongShape, imgs}, 1, []string{"inception_slim_zip.pth", "neither a folder of images nor an .npz"}},
@@ -183,7 +347,7 @@ func TestClearErrors(t *testing.T) {
 		{"unknown flag", []string{"--frobnicate", imgs, imgs}, 2, []string{"frobnicate"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			code, out, errs := runCmd(c.args...)
+			code, out, errs := runBinary(t, false, c.args...)
 			if code != c.code {
 				t.Errorf("exit %d, want %d (stdout %q)", code, c.code, out)
 			}
