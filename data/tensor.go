@@ -92,23 +92,34 @@ func (t Transform) Apply(u8 *ts.Tensor) (out *ts.Tensor, err error) {
 	defer recoverTorch(&err, "data: Transform.Apply")
 	sc := ts.NewScope()
 	defer sc.Close()
+	if k := u8.DType(); k != gotch.Uint8 {
+		return nil, fmt.Errorf("data: Transform.Apply takes uint8 pixels, got %v", k)
+	}
+	// Out-of-place ops only: Totype returns its input when the dtype
+	// already matches, and an in-place op would then change the caller's
+	// tensor (CONVENTIONS.md, "Aliasing").
 	x := u8.MustTotype(gotch.Float, false)
 	if t.Dequantization == DequantUniform {
-		x.MustAdd_(x.MustRandLike(false))
-		x.MustDivScalar_(ts.FloatScalar(256 / t.width()))
+		x = x.MustAdd(x.MustRandLike(false), false).MustDivScalar(ts.FloatScalar(256/t.width()), true)
 	} else {
-		x.MustDivScalar_(ts.FloatScalar(255 / t.width()))
+		x = x.MustDivScalar(ts.FloatScalar(255/t.width()), false)
 	}
 	if t.Range == RangeSigned {
-		x.MustAddScalar_(ts.FloatScalar(-1))
+		x = x.MustAddScalar(ts.FloatScalar(-1), true)
 	}
 	sc.Keep(x)
 	return x, nil
 }
 
+// ErrNonFiniteSamples is wrapped by Quantize's error for samples with NaN
+// or Inf, which have no pixel value.
+var ErrNonFiniteSamples = errors.New("data: samples are not finite")
+
 // Quantize is the inverse map for model outputs (samples): float values in
 // the transform's range back to uint8 levels, clamped, on the CPU; for
-// saving images and for FID. The result belongs to the caller's scope.
+// saving images and for FID. Non-finite values are an error wrapping
+// ErrNonFiniteSamples (a cast to uint8 would be undefined). x is not
+// changed. The result belongs to the caller's scope.
 func (t Transform) Quantize(x *ts.Tensor) (out *ts.Tensor, err error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
@@ -116,18 +127,21 @@ func (t Transform) Quantize(x *ts.Tensor) (out *ts.Tensor, err error) {
 	defer recoverTorch(&err, "data: Transform.Quantize")
 	sc := ts.NewScope()
 	defer sc.Close()
+	// Out-of-place ops only: Totype returns x itself for float32 input,
+	// and an in-place op would overwrite the caller's samples.
 	y := x.MustTotype(gotch.Float, false)
+	if bad := y.MustIsfinite(false).MustLogicalNot(true).MustSum(gotch.Int64, true).Int64Values()[0]; bad > 0 {
+		return nil, fmt.Errorf("%w: %d of %d values are NaN or infinite; the model diverged or the temperature is too high, and such samples are neither saved nor scored", ErrNonFiniteSamples, bad, y.Numel())
+	}
 	if t.Range == RangeSigned {
-		y.MustAddScalar_(ts.FloatScalar(1))
+		y = y.MustAddScalar(ts.FloatScalar(1), false)
 	}
 	if t.Dequantization == DequantUniform {
-		y.MustMulScalar_(ts.FloatScalar(256 / t.width()))
-		y.MustFloor_()
+		y = y.MustMulScalar(ts.FloatScalar(256/t.width()), false).MustFloor(true)
 	} else {
-		y.MustMulScalar_(ts.FloatScalar(255 / t.width()))
-		y.MustRound_()
+		y = y.MustMulScalar(ts.FloatScalar(255/t.width()), false).MustRound(true)
 	}
-	y.MustClamp_(ts.FloatScalar(0), ts.FloatScalar(255))
+	y = y.MustClamp(ts.FloatScalar(0), ts.FloatScalar(255), true)
 	q := y.MustTo(gotch.CPU, false).MustTotype(gotch.Uint8, false)
 	sc.Keep(q)
 	return q, nil

@@ -1,7 +1,10 @@
 package data
 
 import (
+	"errors"
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -106,6 +109,46 @@ func TestQuantizeClamps(t *testing.T) {
 	b, _ := q.Bytes()
 	if b[0] != 0 || b[1] != 128 || b[2] != 255 {
 		t.Errorf("got %v, want [0 128 255]", b)
+	}
+}
+
+// Quantize leaves its input alone (issue 11, defect 2): Totype returns
+// float32 input itself, and the in-place multiply and round that followed
+// turned the caller's [0 0.25 0.5 1] into [0 64 128 255].
+func TestQuantizeDoesNotChangeItsInput(t *testing.T) {
+	sc := ts.NewScope()
+	defer sc.Close()
+	for _, tr := range []Transform{VAETransform, {Dequantization: DequantUniform, Range: RangeUnit}, {Dequantization: DequantNone, Range: RangeSigned}} {
+		in := []float32{0, 0.25, 0.5, 1}
+		x := ts.MustOfSlice(in)
+		if _, err := tr.Quantize(x); err != nil {
+			t.Fatal(err)
+		}
+		if got := x.Float64Values(); fmt.Sprint(got) != fmt.Sprint([]float64{0, 0.25, 0.5, 1}) {
+			t.Errorf("%+v: Quantize changed its input to %v", tr, got)
+		}
+	}
+}
+
+// Apply takes uint8 only: float input would alias its output.
+func TestApplyRejectsFloatInput(t *testing.T) {
+	sc := ts.NewScope()
+	defer sc.Close()
+	_, err := VAETransform.Apply(ts.MustOfSlice([]float32{0, 1}))
+	if err == nil || !strings.Contains(err.Error(), "uint8") {
+		t.Errorf("Apply(float32): %v, want an error asking for uint8", err)
+	}
+}
+
+// Samples with NaN or Inf are an error, never an image (issue 11, defect 7).
+func TestQuantizeRejectsNonFiniteSamples(t *testing.T) {
+	sc := ts.NewScope()
+	defer sc.Close()
+	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+		_, err := VAETransform.Quantize(ts.MustOfSlice([]float32{0.5, bad, 0.2}))
+		if !errors.Is(err, ErrNonFiniteSamples) || !strings.Contains(err.Error(), "1 of 3 values") {
+			t.Errorf("Quantize with %v: %v, want ErrNonFiniteSamples naming 1 of 3 values", bad, err)
+		}
 	}
 }
 

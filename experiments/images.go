@@ -2,6 +2,7 @@ package experiments
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -227,6 +228,12 @@ func (e *Images) samples(t *train.Trainer) (err error) {
 		return err
 	}
 	u8, err := e.Transform.Quantize(x)
+	if errors.Is(err, data.ErrNonFiniteSamples) {
+		// A diverged model is a result, not a crash: no image of garbage,
+		// a warning and a record instead.
+		fmt.Fprintf(t.Log, "warning: samples at step %d not written: %v\n", t.Steps(), err)
+		return t.Metric("samples", map[string]any{"nonfinite": true, "error": err.Error()})
+	}
 	if err != nil {
 		return err
 	}
