@@ -26,6 +26,11 @@
 //     the constructor. Layer methods panic on mis-shaped tensors with a
 //     descriptive error; the models' exported methods validate and return
 //     errors.
+//   - Preprocessing (MultiScale.Pre: RealNVP's logit) is the map from data
+//     to model space. Preprocess returns it with its log-det, and
+//     LogProbPreprocessed is the density in model space, so that
+//     LogProb(x) = LogProbPreprocessed(Pre(x)) + log-det. Training
+//     mollifies in model space (see models.RealNVP and train.Preprocessor).
 //   - RealNVP's batch norms use batch statistics after SetTraining(true)
 //     (the default) and running statistics after SetTraining(false).
 package flows

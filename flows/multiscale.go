@@ -72,13 +72,13 @@ func (m *MultiScale) initZShapes() {
 }
 
 // forward returns the latents, the summed log-determinant and the summed
-// log-prior.
-func (m *MultiScale) forward(x *ts.Tensor) (zs []*ts.Tensor, logdet, logprior *ts.Tensor) {
+// log-prior; with pre false, x is already preprocessed (Pre is skipped).
+func (m *MultiScale) forward(x *ts.Tensor, pre bool) (zs []*ts.Tensor, logdet, logprior *ts.Tensor) {
 	n := x.MustSize()[0]
 	h := x
 	logdet = zerosN(n, x)
 	logprior = zerosN(n, x)
-	if m.Pre != nil {
+	if pre && m.Pre != nil {
 		var ld *ts.Tensor
 		h, ld = m.Pre.Forward(h)
 		logdet = logdet.MustAdd(ld, true)
@@ -107,7 +107,7 @@ func (m *MultiScale) Forward(x *ts.Tensor) (zs []*ts.Tensor, logdet *ts.Tensor, 
 		return nil, nil, err
 	}
 	defer nn.Recover(&err)
-	zs, logdet, _ = m.forward(x)
+	zs, logdet, _ = m.forward(x, true)
 	return zs, logdet, nil
 }
 
@@ -118,7 +118,33 @@ func (m *MultiScale) LogProb(x *ts.Tensor) (lp *ts.Tensor, err error) {
 		return nil, err
 	}
 	defer nn.Recover(&err)
-	_, logdet, logprior := m.forward(x)
+	_, logdet, logprior := m.forward(x, true)
+	return logprior.MustAdd(logdet, true), nil
+}
+
+// Preprocess applies Pre (RealNVP's logit; the identity when Pre is nil):
+// data → the space the levels model, with log|det ∂y/∂x| per sample.
+func (m *MultiScale) Preprocess(x *ts.Tensor) (y, logdet *ts.Tensor, err error) {
+	if err := m.CheckInput(x); err != nil {
+		return nil, nil, err
+	}
+	defer nn.Recover(&err)
+	if m.Pre == nil {
+		return x.MustShallowClone(), zerosN(x.MustSize()[0], x), nil
+	}
+	y, logdet = m.Pre.Forward(x)
+	return y, logdet, nil
+}
+
+// LogProbPreprocessed is log p(y) per sample in nats for y = Pre(x): the
+// density of the levels and prior, without Pre's log-det. LogProb(x) =
+// LogProbPreprocessed(Pre(x)) + Pre's log-det.
+func (m *MultiScale) LogProbPreprocessed(y *ts.Tensor) (lp *ts.Tensor, err error) {
+	if err := m.CheckInput(y); err != nil {
+		return nil, err
+	}
+	defer nn.Recover(&err)
+	_, logdet, logprior := m.forward(y, false)
 	return logprior.MustAdd(logdet, true), nil
 }
 

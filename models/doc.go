@@ -14,5 +14,11 @@
 // LogProb and Evaluate are normalised importance-sampled estimates (K = 1:
 // the ELBO) in nats on the same data.range, so they use the same
 // bits/dim convention.
+// A model whose density lives in another space than the data's implements
+// train.Preprocessor (RealNVP: the logit, with its log-det). The trainer
+// maps each batch there, mollifies it there and passes it to Loss, so
+// Loss is the density in model space; LogProb, evaluation and bits/dim
+// take clean data and include the preprocessing's log-det. The other
+// models have no preprocessing (the identity), and Loss takes data.
 // Tensors returned belong to the caller's open ts.Scope.
 package models

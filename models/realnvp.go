@@ -16,15 +16,19 @@ func init() { Register(config.ModelRealNVP, newRealNVP) }
 // RealNVP adapts the multi-scale flows.RealNVP. The flow itself models
 // u ∈ [0,1] (its first layer is the logit with α = model.realnvp.
 // logit_alpha); data in the signed range are mapped to u = (x+1)/2 and
-// log p(x) = log p(u) − D·ln 2, so LogProb and the loss are always the
-// density of x in the data range, in nats, and BitsPerDim applies that
-// range's offset (8 for uniformly dequantized [0,1] data, 7 for [-1,1]).
+// log p(x) = log p(u) − D·ln 2, so LogProb is always the density of x in
+// the data range, in nats, and BitsPerDim applies that range's offset (8
+// for uniformly dequantized [0,1] data, 7 for [-1,1]).
 //
-// The logit is only defined near [0,1]: Gaussian mollification pushes
-// values out of it, so Loss clamps u to [0,1] when the logit is on and
-// reports the clamped fraction as the "clamped" term (0 on clean data).
-// LogProb does not clamp. Batch norms use batch statistics in Loss and
-// running statistics in LogProb and Sample.
+// RealNVP is a train.Preprocessor: data → model space is (x+1)/2 for the
+// signed range, then the logit. The trainer mollifies in model space,
+// where the density lives and every value is valid (mollifying [0,1] data
+// first would push most values out of the logit's domain), and Loss takes
+// model-space batches: it is −mean log p(y) of the logits, in nats,
+// without the preprocessing's log-det, which is constant in the
+// parameters. LogProb (evaluation, bits/dim) takes clean data and adds it.
+// Batch norms use batch statistics in Loss and running statistics in
+// LogProb and Sample.
 type RealNVP struct {
 	imageLikelihood
 	Flow   *flows.RealNVP
@@ -70,28 +74,39 @@ func (m *RealNVP) logProb(u *ts.Tensor, corr float64) (*ts.Tensor, error) {
 	return lp, nil
 }
 
-// Loss is −mean log p(x) in nats per example; terms: "bpd" (bits/dim) and
-// "clamped" (fraction of values moved into [0,1] for the logit).
-func (m *RealNVP) Loss(x *ts.Tensor) (l train.Loss, err error) {
+// Preprocess maps data to model space: y = logit(α + (1−2α)·u) with
+// u = x, or (x+1)/2 for the signed range; logDet is log|det ∂y/∂x| per
+// example, in nats.
+func (m *RealNVP) Preprocess(x *ts.Tensor) (y, logDet *ts.Tensor, err error) {
 	defer nn.Recover(&err)
 	if err := m.Flow.CheckInput(x); err != nil {
+		return nil, nil, err
+	}
+	u, corr := m.toUnit(x)
+	y, logDet, err = m.Flow.Preprocess(u)
+	if err != nil {
+		return nil, nil, err
+	}
+	if corr != 0 {
+		logDet = logDet.MustAddScalar(ts.FloatScalar(corr), true)
+	}
+	return y, logDet, nil
+}
+
+// Loss is −mean log p(y) in nats per example, for a batch y in model
+// space (Preprocess's output, possibly mollified there).
+func (m *RealNVP) Loss(y *ts.Tensor) (l train.Loss, err error) {
+	defer nn.Recover(&err)
+	if err := m.Flow.CheckInput(y); err != nil {
 		return train.Loss{}, err
 	}
 	m.Flow.SetTraining(true)
-	u, corr := m.toUnit(x)
-	terms := map[string]*ts.Tensor{}
-	if m.Flow.Options.LogitAlpha > 0 {
-		out := u.MustLt(ts.FloatScalar(0), false).MustLogicalOr(u.MustGt(ts.FloatScalar(1), false), true)
-		terms["clamped"] = out.MustTotype(gotch.Float, true).MustMean(gotch.Float, true)
-		u = u.MustClamp(ts.FloatScalar(0), ts.FloatScalar(1), false)
-	}
-	lp, err := m.logProb(u, corr)
+	lp, err := m.Flow.LogProbPreprocessed(y)
 	if err != nil {
 		return train.Loss{}, err
 	}
 	nll := lp.MustMean(gotch.Float, true).MustNeg(true)
-	terms["bpd"] = m.bpdTensor(nll)
-	return train.Loss{Total: nll, Terms: terms}, nil
+	return train.Loss{Total: nll}, nil
 }
 
 // LogProb is log p(x) per example in nats, x in the data range, with the

@@ -58,8 +58,9 @@ func scalarOf(t *testing.T, x *ts.Tensor) float64 {
 
 // A fresh RealNVP is the logit alone (every coupling network outputs 0), so
 // its log-likelihood has a closed form: log N(logit(p); 0, 1) + the logit's
-// log-det, p = α + (1−2α)u. Bits/dim on uniformly dequantized [0,1] data
-// are nll/(D·ln 2) + 8.
+// log-det, p = α + (1−2α)u. The training loss is the model-space part
+// (Preprocess, then Loss); LogProb and bits/dim add the logit's log-det.
+// Bits/dim on uniformly dequantized [0,1] data are nll/(D·ln 2) + 8.
 func TestRealNVPBitsPerDimConvention(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -70,35 +71,49 @@ func TestRealNVPBitsPerDimConvention(t *testing.T) {
 	defer s.Close()
 	r := m.(*RealNVP)
 	x := dequantized(4, []int64{3, 8, 8})
-	loss, err := r.Loss(x)
+	y, logDet, err := r.Preprocess(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss, err := r.Loss(y)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const alpha = 0.05
-	var want float64
+	var want, wantModel, wantLogDet float64
 	for _, u := range x.Float64Values() {
 		p := alpha + (1-2*alpha)*u
 		z := math.Log(p / (1 - p))
-		want += -0.5*z*z - 0.5*math.Log(2*math.Pi) + math.Log(1-2*alpha) - math.Log(p) - math.Log(1-p)
+		ld := math.Log(1-2*alpha) - math.Log(p) - math.Log(1-p)
+		want += -0.5*z*z - 0.5*math.Log(2*math.Pi) + ld
+		wantModel += -0.5*z*z - 0.5*math.Log(2*math.Pi)
+		wantLogDet += ld
 	}
-	want = -want / 4
-	nll := scalarOf(t, loss.Total)
+	want, wantModel, wantLogDet = -want/4, -wantModel/4, wantLogDet/4
+	if got := scalarOf(t, loss.Total); math.Abs(got-wantModel) > 1e-4*math.Abs(wantModel) {
+		t.Errorf("model-space NLL %.5f nats, closed form %.5f", got, wantModel)
+	}
+	if got := scalarOf(t, logDet.MustMean(gotch.Float, false)); math.Abs(got-wantLogDet) > 1e-4*math.Abs(wantLogDet) {
+		t.Errorf("preprocessing log-det %.5f, closed form %.5f", got, wantLogDet)
+	}
+	lp, err := r.LogProb(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nll := -scalarOf(t, lp.MustMean(gotch.Float, false))
 	if math.Abs(nll-want) > 1e-4*math.Abs(want) {
 		t.Errorf("NLL %.5f nats, closed form %.5f", nll, want)
 	}
-	bpd := scalarOf(t, loss.Terms["bpd"])
 	wantBPD := want/(192*math.Ln2) + 8
-	if math.Abs(bpd-wantBPD) > 1e-5 || math.Abs(r.BitsPerDim(want)-wantBPD) > 1e-12 {
-		t.Errorf("bits/dim %.6f (term) and %.6f (BitsPerDim), want %.6f", bpd, r.BitsPerDim(want), wantBPD)
+	if bpd := r.BitsPerDim(nll); math.Abs(bpd-wantBPD) > 1e-5 {
+		t.Errorf("bits/dim %.6f, want %.6f", bpd, wantBPD)
 	}
-	if math.IsNaN(bpd) || bpd < 0 || bpd > 16 {
-		t.Errorf("bits/dim %g is not a plausible number", bpd)
-	}
-	if v := scalarOf(t, loss.Terms["clamped"]); v != 0 {
-		t.Errorf("clamped %g on data in [0,1)", v)
+	if math.IsNaN(wantBPD) || wantBPD < 0 || wantBPD > 16 {
+		t.Errorf("bits/dim %g is not a plausible number", wantBPD)
 	}
 	var _ Density = r
 	var _ Sampler = r
+	var _ train.Preprocessor = r
 }
 
 // The same weights on signed data: log p(2u−1) = log p(u) − D·ln 2, and
@@ -150,31 +165,41 @@ func TestRealNVPSignedRangeMatchesUnit(t *testing.T) {
 	}
 }
 
-// Gaussian mollification leaves [0,1]; the loss clamps for the logit and
-// says how much it clamped, instead of returning NaN.
-func TestRealNVPLossClampsMollifiedData(t *testing.T) {
+// Mollification happens in logit space (issue 11, defect 3): the loss of
+// a heavily mollified model-space batch is finite, with no clamping; the
+// old loss clamped data-space values to [0,1] and trained on point masses
+// at the logit's ends.
+func TestRealNVPLossOnModelSpaceMollifiedBatch(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	sc := ts.NewScope()
 	defer sc.Close()
 	m, s := buildModel(t, smallRealNVP(t), 2)
 	defer s.Close()
-	x := nn.Randn([]int64{4, 3, 8, 8}, gotch.CPU).MustMulScalar(ts.FloatScalar(0.7), true).MustAddScalar(ts.FloatScalar(0.5), true)
-	var outside float64
-	for _, v := range x.Float64Values() {
-		if v < 0 || v > 1 {
-			outside++
-		}
+	r := m.(*RealNVP)
+	y, _, err := r.Preprocess(dequantized(4, []int64{3, 8, 8}))
+	if err != nil {
+		t.Fatal(err)
 	}
-	loss, err := m.Loss(x)
+	const sigma2 = 0.9
+	ym := y.MustMulScalar(ts.FloatScalar(math.Sqrt(1-sigma2)), false).MustAdd(nn.Randn(y.MustSize(), gotch.CPU).MustMulScalar(ts.FloatScalar(math.Sqrt(sigma2)), true), true)
+	loss, err := r.Loss(ym)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v := scalarOf(t, loss.Total); math.IsNaN(v) || math.IsInf(v, 0) {
-		t.Errorf("loss %g on mollified data", v)
+		t.Errorf("loss %g on a mollified batch", v)
 	}
-	if got, want := scalarOf(t, loss.Terms["clamped"]), outside/(4*192); math.Abs(got-want) > 1e-6 || want == 0 {
-		t.Errorf("clamped fraction %g, want %g", got, want)
+	if _, ok := loss.Terms["clamped"]; ok {
+		t.Error("the loss still clamps")
+	}
+	// A fresh model is N(0, I) in logit space: the loss is the closed form.
+	var want float64
+	for _, v := range ym.Float64Values() {
+		want += 0.5*v*v + 0.5*math.Log(2*math.Pi)
+	}
+	if got := scalarOf(t, loss.Total); math.Abs(got-want/4) > 1e-4*want/4 {
+		t.Errorf("loss %.4f, want log N in model space %.4f", got, want/4)
 	}
 }
 
@@ -200,7 +225,14 @@ func checkTrains(t *testing.T, m train.Model, s *nn.Store, x *ts.Tensor, lr floa
 	var first, last float64
 	for i := 0; i < 15; i++ {
 		step := ts.NewScope()
-		loss, err := m.Loss(x)
+		in := x
+		if p, ok := m.(train.Preprocessor); ok {
+			var err error
+			if in, _, err = p.Preprocess(x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		loss, err := m.Loss(in)
 		if err != nil {
 			step.Close()
 			t.Fatal(err)

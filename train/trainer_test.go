@@ -378,3 +378,48 @@ func TestHookStateAndMetricsSurviveResume(t *testing.T) {
 		t.Errorf("metrics rows after resume:\n%v\nuninterrupted:\n%v", got, want)
 	}
 }
+
+// shifted is a Preprocessor whose model space is the data moved by +1000;
+// its Loss records the mean of the batches it gets.
+type shifted struct {
+	flowModel
+	means []float64
+}
+
+func (m *shifted) Preprocess(x *ts.Tensor) (*ts.Tensor, *ts.Tensor, error) {
+	return x.MustAddScalar(ts.FloatScalar(1000), false), nn.Zeros([]int64{x.MustSize()[0]}, gotch.CPU), nil
+}
+
+func (m *shifted) Loss(y *ts.Tensor) (Loss, error) {
+	v, _ := y.MustMean(gotch.Float, false).Float64()
+	m.means = append(m.means, v)
+	return m.flowModel.Loss(y.MustSubScalar(ts.FloatScalar(1000), false))
+}
+
+// The trainer mollifies after the model's preprocessing (issue 11, defect
+// 3): with σ² = 1/2 the model sees √½·(x+1000) + noise, mean ≈ 707, not
+// the (mollify-then-preprocess) 1000.
+func TestMollifiesInModelSpace(t *testing.T) {
+	data := toyData()
+	defer data.MustDrop()
+	c := testConfig(4)
+	c.Mollification.Schedule = config.ScheduleLinear
+	c.Mollification.Iterations = 4
+	tr := newTrainer(t, c, t.TempDir(), data)
+	m := &shifted{flowModel: tr.Model.(flowModel)}
+	tr.Model = m
+	defer tr.Close()
+	if err := tr.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range m.means {
+		info := tr.Mollifier.At(i)
+		want := 1000 * math.Sqrt(1-info.Sigma2)
+		if !info.Active {
+			want = 1000
+		}
+		if math.Abs(v-want) > 5 {
+			t.Errorf("step %d (σ²=%.3f): the model saw mean %.1f, want %.1f (mollified in model space)", i, info.Sigma2, v, want)
+		}
+	}
+}
