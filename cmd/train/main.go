@@ -92,10 +92,12 @@ func run(args []string) error {
 	if _, err := cfg.Save(dir); err != nil {
 		return err
 	}
-	return trainRun(cfg, dir, *resume != "")
+	return trainRun(cfg, dir, *resume != "", cfg.Run.Iterations)
 }
 
-func trainRun(cfg *config.Config, dir string, resume bool) (err error) {
+// trainRun trains the run in dir until `stop` steps are done; tests stop
+// early to stand for a killed job.
+func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error) {
 	threads := cfg.Run.Threads
 	if threads <= 0 {
 		threads = nn.DefaultThreads()
@@ -188,7 +190,8 @@ func trainRun(cfg *config.Config, dir string, resume bool) (err error) {
 	}
 	fmt.Fprintf(os.Stderr, "run %s: %s on %s, %d parameters, %d threads, libtorch %s\n", dir, cfg.Model.Name, cfg.Run.Device, store.NumParams(), nn.Threads(), nn.TorchVersion())
 	start := time.Now()
-	if err := t.Run(); err != nil {
+	defer t.Close()
+	if err := t.RunUntil(stop); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "done: %d steps in %s, run folder %s\n", t.Steps(), time.Since(start).Round(time.Second), dir)
