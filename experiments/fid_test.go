@@ -134,22 +134,7 @@ func TestFIDOffWithoutNetwork(t *testing.T) {
 // run's random stream; reference statistics cached and reused; the curve
 // read back after a resume.
 func TestFCDHook(t *testing.T) {
-	t.Setenv(fid.WeightsEnv, "")
-	root := t.TempDir()
-	smallMNIST(t, root, 400)
-	train28, err := data.LoadMNIST(root, data.Train, data.MNISTOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := fid.TrainClassifier(train28, train28, fid.ClassifierOptions{Device: gotch.CPU, Epochs: 1, BatchSize: 32})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Save(fid.ClassifierPath(root)); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-
+	root := withClassifier(t)
 	r := newFIDRun(t, fidConfig(t, root))
 	e, err := NewFID(r.cfg, r.model, gotch.CPU, r.tr, r.log)
 	if err != nil || e == nil {
@@ -333,5 +318,51 @@ func TestFIDFewSamples(t *testing.T) {
 				t.Errorf("%d samples: record %v, want a positive fcd and no error", tc.samples, rec)
 			}
 		}
+	}
+}
+
+// withClassifier makes a data root with 400 MNIST digits and an MNIST
+// classifier trained for one epoch on them, with no Inception weights: the
+// FID hook reports FCD there.
+func withClassifier(t *testing.T) string {
+	t.Helper()
+	t.Setenv(fid.WeightsEnv, "")
+	root := t.TempDir()
+	smallMNIST(t, root, 400)
+	train28, err := data.LoadMNIST(root, data.Train, data.MNISTOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := fid.TrainClassifier(train28, train28, fid.ClassifierOptions{Device: gotch.CPU, Epochs: 1, BatchSize: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Save(fid.ClassifierPath(root)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	return root
+}
+
+// A model whose samples are NaN gets an FCD recorded as NaN with the
+// reason, and the run goes on (issue 11, defect 7): never a score of
+// garbage pixels.
+func TestFIDOfNonFiniteSamples(t *testing.T) {
+	root := withClassifier(t)
+	r := newFIDRun(t, fidConfig(t, root))
+	e, err := NewFID(r.cfg, nanSampler{[]int64{1, 32, 32}}, gotch.CPU, r.tr, r.log)
+	if err != nil || e == nil {
+		t.Fatalf("NewFID: %v, %v (log %q)", e, err, r.log)
+	}
+	defer e.Close()
+	if err := e.evaluate(r.t); err != nil {
+		t.Fatalf("a diverged model must not end the run: %v", err)
+	}
+	recs := records(t, r.t.Dir)
+	if len(recs) != 1 || recs[0]["fcd"] != "NaN" || !strings.Contains(fmt.Sprint(recs[0]["error"]), "NaN or infinite") {
+		t.Errorf("records %v, want one fcd NaN with the reason", recs)
+	}
+	if !strings.Contains(r.log.String(), "not computed") {
+		t.Errorf("log lacks the warning: %q", r.log)
 	}
 }
