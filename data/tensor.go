@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -187,18 +188,9 @@ func (b *Batch) LabelTensor() (*ts.Tensor, error) {
 	return ts.OfSlice(l)
 }
 
-// recoverTorch turns a panic of a gotch Must op into an error.
-func recoverTorch(err *error, what string) {
-	r := recover()
-	if r == nil {
-		return
-	}
-	if e, ok := r.(error); ok {
-		*err = fmt.Errorf("%s: %w", what, e)
-		return
-	}
-	*err = fmt.Errorf("%s: %v", what, r)
-}
+// recoverTorch turns a panic of a gotch Must op into an error; Go bugs
+// (runtime errors) keep their stack.
+func recoverTorch(err *error, what string) { nn.RecoverValue(recover(), err, what) }
 
 // Stream serves the training batch of each step as a device tensor:
 // train.Batches for image data. Consecutive steps come from one

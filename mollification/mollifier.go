@@ -3,6 +3,7 @@ package mollification
 import (
 	"errors"
 	"fmt"
+	"github.com/mollify/mollify/nn"
 	"math"
 
 	"github.com/sugarme/gotch"
@@ -85,16 +86,9 @@ func checkStep(step int) error {
 	return nil
 }
 
-// recoverTorch turns a panic of a gotch Must op into an error.
-func recoverTorch(err *error, what string) {
-	if r := recover(); r != nil {
-		if e, ok := r.(error); ok {
-			*err = fmt.Errorf("mollification: %s: %w", what, e)
-		} else {
-			*err = fmt.Errorf("mollification: %s: %v", what, r)
-		}
-	}
-}
+// recoverTorch turns a panic of a gotch Must op into an error; Go bugs
+// (runtime errors) keep their stack.
+func recoverTorch(err *error, what string) { nn.RecoverValue(recover(), err, "mollification: "+what) }
 
 // None is the vanilla-training mollifier: every step is clean.
 type None struct{}

@@ -482,3 +482,34 @@ func TestTensorHandlesAreSmall(t *testing.T) {
 		t.Errorf("MustDefined on a freed tensor: %v", err)
 	}
 }
+
+// Recover turns torch failures into errors but re-raises Go bugs with
+// their stack (issue 12: a nil dereference must not become a one-line
+// error).
+func TestRecoverKeepsGoBugs(t *testing.T) {
+	torchFailure := func() (err error) {
+		defer Recover(&err)
+		panic(fmt.Errorf("ts: shape mismatch"))
+	}
+	if err := torchFailure(); err == nil || err.Error() != "ts: shape mismatch" {
+		t.Errorf("torch failure: %v", err)
+	}
+	wrapped := func() (err error) {
+		defer func() { RecoverValue(recover(), &err, "data: Batch.Tensor") }()
+		panic(fmt.Errorf("ts: out of memory"))
+	}
+	if err := wrapped(); err == nil || err.Error() != "data: Batch.Tensor: ts: out of memory" {
+		t.Errorf("wrapped torch failure: %v", err)
+	}
+	defer func() {
+		if _, ok := recover().(runtime.Error); !ok {
+			t.Error("a nil dereference was not re-raised as a runtime.Error")
+		}
+	}()
+	func() (err error) {
+		defer Recover(&err)
+		var p *int
+		return fmt.Errorf("%d", *p)
+	}()
+	t.Error("a nil dereference was turned into an error")
+}

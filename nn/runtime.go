@@ -133,21 +133,38 @@ func (r *RNG) Restore(device gotch.Device, tensors map[string]*ts.Tensor, goStat
 
 // Recover converts a panic raised by a torch op (patched gotch Must* ops
 // panic with an error) into *err. Use it as `defer nn.Recover(&err)` at API
-// boundaries. Panics that are not errors are re-raised.
-func Recover(err *error) {
-	r := recover()
+// boundaries. A Go runtime error (nil dereference, index out of range) is
+// a bug, not a torch failure: it is re-raised with its stack, and so is
+// any other panic that is not an error.
+func Recover(err *error) { RecoverValue(recover(), err, "") }
+
+// RecoverValue is Recover for a package's own deferred helper, which must
+// call recover() itself (recover works only in the deferred function):
+// `func recoverTorch(err *error) { nn.RecoverValue(recover(), err, "data") }`.
+// A non-empty what prefixes the error ("data: Batch.Tensor: ...").
+func RecoverValue(r any, err *error, what string) {
 	if r == nil {
 		return
 	}
-	if e, ok := r.(error); ok {
-		*err = e
-		return
+	if _, bug := r.(runtime.Error); bug {
+		panic(r)
 	}
-	if s, ok := r.(string); ok && strings.HasPrefix(s, "ts:") {
-		*err = errors.New(s)
-		return
+	var e error
+	switch v := r.(type) {
+	case error:
+		e = v
+	case string:
+		if !strings.HasPrefix(v, "ts:") {
+			panic(r)
+		}
+		e = errors.New(v)
+	default:
+		panic(r)
 	}
-	panic(r)
+	if what != "" {
+		e = fmt.Errorf("%s: %w", what, e)
+	}
+	*err = e
 }
 
 // LockThread pins the calling goroutine to its OS thread for torch's
