@@ -513,3 +513,23 @@ func TestRecoverKeepsGoBugs(t *testing.T) {
 	}()
 	t.Error("a nil dereference was turned into an error")
 }
+
+// NewSetup applies the thread count it is given (cmd/sample used to
+// ignore run.threads) and the default for 0, and rejects a bad device.
+func TestNewSetup(t *testing.T) {
+	defer SetThreads(1)
+	t.Setenv("MOLLIFY_THREADS", "")
+	for _, c := range []struct{ threads, want int }{{2, 2}, {0, 1}} {
+		s, err := NewSetup("cpu", c.threads, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Threads != c.want || Threads() != c.want || s.Device != gotch.CPU || s.RNG.Seed != 7 {
+			t.Errorf("NewSetup(cpu, %d, 7): threads %d (torch %d), device %v, seed %d", c.threads, s.Threads, Threads(), s.Device, s.RNG.Seed)
+		}
+		s.Close()
+	}
+	if _, err := NewSetup("gpu", 1, 0); err == nil || !strings.Contains(err.Error(), "gpu") {
+		t.Errorf("bad device: %v", err)
+	}
+}

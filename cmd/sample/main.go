@@ -69,16 +69,12 @@ func run(args []string) (err error) {
 	if *out == "" {
 		*out = filepath.Join(*runDir, "samples-out")
 	}
-	dev, err := nn.ParseDevice(*device)
+	setup, err := nn.NewSetup(*device, cfg.Run.Threads, *seed)
 	if err != nil {
 		return err
 	}
-	nn.SetThreads(nn.DefaultThreads())
-	if _, err := nn.Seed(*seed); err != nil {
-		return err
-	}
-	store := nn.NewStore(dev)
-	defer store.Close()
+	defer setup.Close()
+	store := setup.Store
 	model, err := models.Build(cfg, store.Root())
 	if err != nil {
 		return err

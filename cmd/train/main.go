@@ -98,21 +98,12 @@ func run(args []string) error {
 // trainRun trains the run in dir until `stop` steps are done; tests stop
 // early to stand for a killed job.
 func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error) {
-	threads := cfg.Run.Threads
-	if threads <= 0 {
-		threads = nn.DefaultThreads()
-	}
-	nn.SetThreads(threads)
-	dev, err := nn.ParseDevice(cfg.Run.Device)
+	setup, err := nn.NewSetup(cfg.Run.Device, cfg.Run.Threads, cfg.Run.Seed)
 	if err != nil {
 		return err
 	}
-	rng, err := nn.Seed(cfg.Run.Seed)
-	if err != nil {
-		return err
-	}
-	store := nn.NewStore(dev)
-	defer store.Close()
+	defer setup.Close()
+	dev, rng, store, threads := setup.Device, setup.RNG, setup.Store, setup.Threads
 	model, err := models.Build(cfg, store.Root())
 	if err != nil {
 		return err

@@ -24,15 +24,11 @@ import (
 // libtorch's and the Go generators, and returns an empty parameter store on
 // that device, which the caller closes.
 func NewStore(device string, threads int, seed uint64) (*nn.Store, gotch.Device, error) {
-	dev, err := nn.ParseDevice(device)
+	s, err := nn.NewSetup(device, threads, seed)
 	if err != nil {
-		return nil, dev, err
+		return nil, gotch.CPU, err
 	}
-	nn.SetThreads(threads)
-	if _, err := nn.Seed(seed); err != nil {
-		return nil, dev, err
-	}
-	return nn.NewStore(dev), dev, nil
+	return s.Store, s.Device, nil
 }
 
 // Result of Run.
