@@ -138,7 +138,13 @@ type Glow struct {
 	Hidden      int    `mapstructure:"hidden" yaml:"hidden"` // coupling net channels
 	Split       string `mapstructure:"split" yaml:"split"`   // channel | checkerboard
 	Scale       string `mapstructure:"scale" yaml:"scale"`   // sigmoid | exp
+	// LearnedBase false: every latent is N(0, I). Otherwise Prior picks the
+	// learned prior: per_channel is the authors' Glow (normflows' GlowBase,
+	// one mean and log-scale per channel, for each level's factored-out
+	// half and for the top); conditional is the original Glow's conv prior
+	// of each factored-out half given the kept half, with a per-element top.
 	LearnedBase bool   `mapstructure:"learned_base" yaml:"learned_base"`
+	Prior       string `mapstructure:"prior" yaml:"prior"` // per_channel | conditional
 }
 
 // VAE configures the Table 4 encoder/decoder and the variant-specific
@@ -327,7 +333,7 @@ func Default() Config {
 			Name:      ModelRealNVP2D,
 			RealNVP2D: RealNVP2D{Couplings: 5, HiddenLayers: 2, HiddenUnits: 64},
 			RealNVP:   RealNVP{Scales: 2, ResBlocks: 4, Channels: 32, LogitAlpha: 0.05},
-			Glow:      Glow{Levels: 3, Depth: 20, Hidden: 512, Split: "channel", Scale: "sigmoid", LearnedBase: true},
+			Glow:      Glow{Levels: 3, Depth: 20, Hidden: 512, Split: "channel", Scale: "sigmoid", LearnedBase: true, Prior: "per_channel"},
 			VAE: VAE{
 				Latent: 256, Width: 1, Recon: "mse", Beta: 0.1, ImportanceSamples: 5,
 				IAF:  IAF{Blocks: 2, HiddenLayers: 3, HiddenUnits: 128},

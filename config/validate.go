@@ -173,6 +173,7 @@ func (m Model) validate(k *checker, d Data) {
 		k.positive("model.glow.hidden", g.Hidden)
 		k.oneOf("model.glow.split", g.Split, "channel", "checkerboard")
 		k.oneOf("model.glow.scale", g.Scale, "sigmoid", "exp")
+		k.oneOf("model.glow.prior", g.Prior, "per_channel", "conditional")
 		if d.ImageSize > 0 && g.Levels > 0 && d.ImageSize%(1<<g.Levels) != 0 {
 			k.addf("model.glow.levels %d squeezes the image %d times; data.image_size %d must be divisible by %d", g.Levels, g.Levels, d.ImageSize, 1<<g.Levels)
 		}

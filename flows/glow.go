@@ -9,7 +9,7 @@ import (
 
 // GlowOptions configure Glow (Kingma & Dhariwal 2018). The paper's CIFAR-10
 // and CelebA model is Levels 3, Depth 20, Hidden 512, channel partition,
-// sigmoid scale, learned prior.
+// sigmoid scale, learned per-channel prior (the authors' normflows Glow).
 type GlowOptions struct {
 	Shape     []int64 // (C,H,W); H and W divisible by 2^Levels
 	Levels    int     // L
@@ -17,10 +17,48 @@ type GlowOptions struct {
 	Hidden    int64   // coupling network width
 	Partition Partition
 	Scale     Scale
-	// LearnedPrior: factored-out latents get Glow's conditional prior (a
-	// zero-initialised conv of the kept half) and the top a learned
-	// GaussianBase; otherwise every latent is N(0, I).
+	// LearnedPrior: the latents get the learned prior Prior selects;
+	// otherwise every latent is N(0, I).
 	LearnedPrior bool
+	Prior        GlowPrior
+}
+
+// GlowPrior selects Glow's learned prior.
+type GlowPrior int
+
+const (
+	// GlowPriorPerChannel is the authors' Glow (the paper's code builds
+	// normflows' Glow example with GlowBase in place of the example's
+	// class-conditional ClassCondDiagGaussian): each level's factored-out
+	// half and the top latent have their own GlowBase, an unconditional
+	// diagonal Gaussian with one learned mean and log-scale per channel
+	// (levels.l.split.base, top). No latent depends on another.
+	GlowPriorPerChannel GlowPrior = iota
+	// GlowPriorConditional follows the original Glow (Kingma & Dhariwal's
+	// code) for the splits: z2 ~ N(μ(z1), σ(z1)²) from a zero-initialised
+	// 3×3 conv of the kept half (levels.l.split.prior); the top latent
+	// has a learned Gaussian per element (top).
+	GlowPriorConditional
+)
+
+// GlowPriorNames are the config names of the GlowPrior values, in order.
+var GlowPriorNames = []string{"per_channel", "conditional"}
+
+func (p GlowPrior) String() string {
+	if p >= 0 && int(p) < len(GlowPriorNames) {
+		return GlowPriorNames[p]
+	}
+	return fmt.Sprintf("GlowPrior(%d)", int(p))
+}
+
+// ParseGlowPrior reads "per_channel" or "conditional".
+func ParseGlowPrior(s string) (GlowPrior, error) {
+	for i, n := range GlowPriorNames {
+		if s == n {
+			return GlowPrior(i), nil
+		}
+	}
+	return 0, fmt.Errorf("flows: unknown Glow prior %q, want per_channel (the authors': a normflows GlowBase per latent) or conditional (the original Glow's conditional split prior)", s)
 }
 
 // GlowStep is one step of flow, data→latent: ActNorm → invertible 1×1
@@ -65,8 +103,11 @@ func (s *GlowStep) Inverse(z *ts.Tensor) (*ts.Tensor, *ts.Tensor) {
 
 // Glow is the multi-scale Glow. Level l (under levels.l) is: squeeze
 // (layers.0), K steps (layers.1..K), then, except at the last level, a
-// split. It models data in whatever range it is given; see models.Glow
-// for the likelihood convention.
+// split that factors out half of the channels; the last level's output is
+// the top latent. This is the structure of normflows' Glow example (its
+// MultiscaleFlow run from data to latent) and of the original Glow. It
+// models data in whatever range it is given; see models.Glow for the
+// likelihood convention.
 type Glow struct {
 	*MultiScale
 	Options GlowOptions
@@ -78,6 +119,9 @@ type Glow struct {
 func NewGlow(p nn.Path, o GlowOptions) (*Glow, error) {
 	if len(o.Shape) != 3 || o.Shape[0] <= 0 || o.Shape[1] <= 0 || o.Shape[2] <= 0 {
 		return nil, fmt.Errorf("flows: Glow needs a (C,H,W) data shape, got %v", o.Shape)
+	}
+	if o.Prior != GlowPriorPerChannel && o.Prior != GlowPriorConditional {
+		return nil, fmt.Errorf("flows: unknown Glow prior %v; use GlowPriorPerChannel or GlowPriorConditional", o.Prior)
 	}
 	if o.Levels <= 0 || o.Depth <= 0 || o.Hidden <= 0 {
 		return nil, fmt.Errorf("flows: Glow needs positive levels, depth and hidden width, got L=%d K=%d hidden=%d", o.Levels, o.Depth, o.Hidden)
@@ -103,7 +147,13 @@ func NewGlow(p nn.Path, o GlowOptions) (*Glow, error) {
 			level.Layers = append(level.Layers, step)
 		}
 		if l < o.Levels-1 {
-			s, err := NewSplit(lp.Sub("split"), c, o.LearnedPrior)
+			var s *Split
+			var err error
+			if o.LearnedPrior && o.Prior == GlowPriorPerChannel {
+				s, err = NewSplitWithBase(lp.Sub("split"), c, h, w)
+			} else {
+				s, err = NewSplit(lp.Sub("split"), c, o.LearnedPrior)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -112,14 +162,21 @@ func NewGlow(p nn.Path, o GlowOptions) (*Glow, error) {
 		}
 		m.Levels = append(m.Levels, level)
 	}
-	if o.LearnedPrior {
+	switch {
+	case !o.LearnedPrior:
+		m.Top = StdNormal{Shape: []int64{c, h, w}, Device: p.Device()}
+	case o.Prior == GlowPriorPerChannel:
+		top, err := NewGlowBase(p.Sub("top"), []int64{c, h, w})
+		if err != nil {
+			return nil, err
+		}
+		m.Top = top
+	default:
 		top, err := NewGaussianBase(p.Sub("top"), []int64{c, h, w})
 		if err != nil {
 			return nil, err
 		}
 		m.Top = top
-	} else {
-		m.Top = StdNormal{Shape: []int64{c, h, w}, Device: p.Device()}
 	}
 	m.initZShapes()
 	return &Glow{MultiScale: m, Options: o}, nil

@@ -22,9 +22,9 @@ type modelCase struct {
 	build func(p nn.Path, shape []int64) (*MultiScale, error)
 }
 
-func glowCase(name string, shape []int64, part Partition, scale Scale, learned bool) modelCase {
+func glowCase(name string, shape []int64, part Partition, scale Scale, learned bool, prior GlowPrior) modelCase {
 	return modelCase{name: name, shape: shape, build: func(p nn.Path, shape []int64) (*MultiScale, error) {
-		g, err := NewGlow(p, GlowOptions{Shape: shape, Levels: 2, Depth: 2, Hidden: 8, Partition: part, Scale: scale, LearnedPrior: learned})
+		g, err := NewGlow(p, GlowOptions{Shape: shape, Levels: 2, Depth: 2, Hidden: 8, Partition: part, Scale: scale, LearnedPrior: learned, Prior: prior})
 		if err != nil {
 			return nil, err
 		}
@@ -43,9 +43,11 @@ func realNVPCase(name string, shape []int64, train bool) modelCase {
 }
 
 var modelCases = []modelCase{
-	glowCase("glow/2x4x4", []int64{2, 4, 4}, PartitionChannel, ScaleSigmoid, true),
-	glowCase("glow/3x8x8", []int64{3, 8, 8}, PartitionChannel, ScaleSigmoid, true),
-	glowCase("glow/checkerboard/exp/stdnormal/3x8x8", []int64{3, 8, 8}, PartitionCheckerboard, ScaleTanhExp, false),
+	glowCase("glow/per_channel/2x4x4", []int64{2, 4, 4}, PartitionChannel, ScaleSigmoid, true, GlowPriorPerChannel),
+	glowCase("glow/per_channel/3x8x8", []int64{3, 8, 8}, PartitionChannel, ScaleSigmoid, true, GlowPriorPerChannel),
+	glowCase("glow/conditional/2x4x4", []int64{2, 4, 4}, PartitionChannel, ScaleSigmoid, true, GlowPriorConditional),
+	glowCase("glow/conditional/3x8x8", []int64{3, 8, 8}, PartitionChannel, ScaleSigmoid, true, GlowPriorConditional),
+	glowCase("glow/checkerboard/exp/stdnormal/3x8x8", []int64{3, 8, 8}, PartitionCheckerboard, ScaleTanhExp, false, GlowPriorPerChannel),
 	realNVPCase("realnvp/2x4x4/train", []int64{2, 4, 4}, true),
 	realNVPCase("realnvp/3x8x8/eval", []int64{3, 8, 8}, false),
 }
@@ -184,6 +186,7 @@ func TestGoldenLogProbMatchesPyTorch(t *testing.T) {
 		opts GlowOptions
 	}{
 		{"glow_tiny.safetensors", GlowOptions{Shape: []int64{3, 8, 8}, Levels: 2, Depth: 2, Hidden: 8, LearnedPrior: true}},
+		{"glow_tiny_conditional.safetensors", GlowOptions{Shape: []int64{3, 8, 8}, Levels: 2, Depth: 2, Hidden: 8, LearnedPrior: true, Prior: GlowPriorConditional}},
 		{"glow_cb_tiny.safetensors", GlowOptions{Shape: []int64{3, 8, 8}, Levels: 2, Depth: 2, Hidden: 8, Partition: PartitionCheckerboard, Scale: ScaleTanhExp}},
 	} {
 		t.Run(c.file, func(t *testing.T) {
@@ -246,9 +249,9 @@ func TestParamCountsMatchPyTorch(t *testing.T) {
 	if err := json.Unmarshal(b, &want); err != nil {
 		t.Fatal(err)
 	}
-	glow := func(shape []int64, l, k int, h int64) func(p nn.Path) error {
+	glow := func(shape []int64, l, k int, h int64, prior GlowPrior) func(p nn.Path) error {
 		return func(p nn.Path) error {
-			_, err := NewGlow(p, GlowOptions{Shape: shape, Levels: l, Depth: k, Hidden: h, LearnedPrior: true})
+			_, err := NewGlow(p, GlowOptions{Shape: shape, Levels: l, Depth: k, Hidden: h, LearnedPrior: true, Prior: prior})
 			return err
 		}
 	}
@@ -259,11 +262,13 @@ func TestParamCountsMatchPyTorch(t *testing.T) {
 		}
 	}
 	builds := map[string]func(p nn.Path) error{
-		"glow_cifar10":     glow([]int64{3, 32, 32}, 3, 20, 512),
-		"glow_celeba":      glow([]int64{3, 64, 64}, 3, 20, 512),
-		"glow_mnist_small": glow([]int64{1, 28, 28}, 2, 8, 128),
-		"realnvp_cifar10":  realnvp([]int64{3, 32, 32}, 4),
-		"realnvp_celeba":   realnvp([]int64{3, 64, 64}, 2),
+		"glow_cifar10":             glow([]int64{3, 32, 32}, 3, 20, 512, GlowPriorPerChannel),
+		"glow_celeba":              glow([]int64{3, 64, 64}, 3, 20, 512, GlowPriorPerChannel),
+		"glow_mnist_small":         glow([]int64{1, 28, 28}, 2, 8, 128, GlowPriorPerChannel),
+		"glow_cifar10_conditional": glow([]int64{3, 32, 32}, 3, 20, 512, GlowPriorConditional),
+		"glow_celeba_conditional":  glow([]int64{3, 64, 64}, 3, 20, 512, GlowPriorConditional),
+		"realnvp_cifar10":          realnvp([]int64{3, 32, 32}, 4),
+		"realnvp_celeba":           realnvp([]int64{3, 64, 64}, 2),
 	}
 	if len(builds) != len(want) {
 		t.Errorf("params.json has %d models, the test builds %d", len(want), len(builds))
@@ -289,7 +294,7 @@ func TestLogProbIsPriorPlusLogDet(t *testing.T) {
 	defer runtime.UnlockOSThread()
 	sc := ts.NewScope()
 	defer sc.Close()
-	m, s := newModel(t, glowCase("glow", []int64{3, 8, 8}, PartitionChannel, ScaleSigmoid, false))
+	m, s := newModel(t, glowCase("glow", []int64{3, 8, 8}, PartitionChannel, ScaleSigmoid, false, GlowPriorPerChannel))
 	defer s.Close()
 	x := layerInput([]int64{3, 8, 8}, 4, false)
 	zs, ld, err := m.Forward(x)

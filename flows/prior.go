@@ -47,29 +47,52 @@ func (s StdNormal) Sample(n int64, temperature float64) *ts.Tensor {
 	return z.MustMulScalar(scalar(temperature), true)
 }
 
-// GaussianBase is a learned diagonal Gaussian per latent element (normflows'
-// GlowBase): mean = Loc·exp(3·LocLogs), log σ = LogScale·exp(3·LogScaleLogs),
+// GaussianBase is a learned diagonal Gaussian with normflows' GlowBase
+// parametrisation: mean = Loc·exp(3·LocLogs), log σ = LogScale·exp(3·LogScaleLogs),
 // all four zero-initialised, so it starts as N(0, I).
+//   - NewGlowBase: one mean and log-scale per channel, shape (1,C,1,1)
+//     broadcast over H and W. This is normflows' GlowBase, which the
+//     authors' Glow gives every latent (GlowPriorPerChannel).
+//   - NewGaussianBase: one per latent element, shape (1,C,H,W). This is the
+//     top of our GlowPriorConditional variant. The original Glow code's
+//     learned top (learntop: a zero-initialised 3×3 conv of zeros with an
+//     edge-padding channel) is per channel away from the border and
+//     position-dependent at it; per element is our generalisation.
 type GaussianBase struct {
-	Shape                                []int64
-	Loc, LocLogs, LogScale, LogScaleLogs *ts.Tensor // (1,C,H,W)
+	Shape                                []int64    // (C,H,W) of the latent
+	Loc, LocLogs, LogScale, LogScaleLogs *ts.Tensor // (1,C,1,1) per channel or (1,C,H,W) per element
 	device                               gotch.Device
+	perChannel                           bool
 }
 
 // logscaleFactor is normflows' (and Glow's) 3: the learned log-factors are
 // multiplied by it so that they move fast enough under Adam.
 const logscaleFactor = 3
 
-// NewGaussianBase registers a learned base over latents of shape (C,H,W).
-func NewGaussianBase(p nn.Path, shape []int64) (g *GaussianBase, err error) {
+// NewGlowBase registers normflows' GlowBase over latents of shape (C,H,W):
+// one learned mean and log-scale per channel.
+func NewGlowBase(p nn.Path, shape []int64) (*GaussianBase, error) {
+	return newGaussianBase(p, shape, true)
+}
+
+// NewGaussianBase registers a learned base over latents of shape (C,H,W)
+// with a mean and log-scale per element.
+func NewGaussianBase(p nn.Path, shape []int64) (*GaussianBase, error) {
+	return newGaussianBase(p, shape, false)
+}
+
+func newGaussianBase(p nn.Path, shape []int64, perChannel bool) (g *GaussianBase, err error) {
 	defer nn.Recover(&err)
 	if len(shape) != 3 || shape[0] <= 0 || shape[1] <= 0 || shape[2] <= 0 {
 		return nil, fmt.Errorf("flows: GaussianBase needs a (C,H,W) shape, got %v", shape)
 	}
 	sc := ts.NewScope()
 	defer sc.Close()
-	g = &GaussianBase{Shape: append([]int64(nil), shape...), device: p.Device()}
+	g = &GaussianBase{Shape: append([]int64(nil), shape...), device: p.Device(), perChannel: perChannel}
 	full := append([]int64{1}, shape...)
+	if perChannel {
+		full = []int64{1, shape[0], 1, 1}
+	}
 	for _, f := range []struct {
 		name string
 		dst  **ts.Tensor
@@ -81,7 +104,13 @@ func NewGaussianBase(p nn.Path, shape []int64) (g *GaussianBase, err error) {
 	return g, nil
 }
 
-func (g *GaussianBase) meanLogs() (mean, logs *ts.Tensor) {
+// PerChannel reports whether the base has one mean and log-scale per
+// channel (NewGlowBase) rather than per element.
+func (g *GaussianBase) PerChannel() bool { return g.perChannel }
+
+// MeanLogScale returns the current mean and log σ, of the parameters'
+// shape; they broadcast against (N,C,H,W) latents.
+func (g *GaussianBase) MeanLogScale() (mean, logs *ts.Tensor) {
 	mean = g.Loc.MustMul(g.LocLogs.MustMulScalar(scalar(logscaleFactor), false).MustExp(true), false)
 	logs = g.LogScale.MustMul(g.LogScaleLogs.MustMulScalar(scalar(logscaleFactor), false).MustExp(true), false)
 	return mean, logs
@@ -89,29 +118,36 @@ func (g *GaussianBase) meanLogs() (mean, logs *ts.Tensor) {
 
 // LogProb is log p(z).
 func (g *GaussianBase) LogProb(z *ts.Tensor) *ts.Tensor {
-	mean, logs := g.meanLogs()
+	mean, logs := g.MeanLogScale()
 	return gaussianLogProb(z, mean, logs)
 }
 
-// Sample draws n latents at temperature T.
+// Sample draws n latents at temperature T (log σ + log T).
 func (g *GaussianBase) Sample(n int64, temperature float64) *ts.Tensor {
-	mean, logs := g.meanLogs()
+	mean, logs := g.MeanLogScale()
 	return gaussianSample(append([]int64{n}, g.Shape...), mean, logs, temperature, g.device)
 }
 
 // Split factors out half of the channels at the end of a level:
 // z → (z1, z2) with z1 the first ⌈C/2⌉ channels, which go on to the next
-// level, and z2 the rest, which is a latent. With a learned prior
-// (Glow), z2 ~ N(mean(z1), exp(logs(z1))²), mean and logs from a
-// zero-initialised 3×3 conv of z1 (mean in the even output channels);
-// otherwise z2 ~ N(0, I) (RealNVP).
+// level, and z2 the rest, which is a latent (normflows' Split "channel"
+// mode keeps the same half). z2's density is one of:
+//   - Prior (NewSplit, learned): Kingma & Dhariwal's conditional prior,
+//     z2 ~ N(mean(z1), exp(logs(z1))²) with mean and logs from a
+//     zero-initialised 3×3 conv of z1 (mean in the even output channels),
+//     as in the original Glow code's split2d_prior (which also adds an
+//     edge-padding channel and an exp(3·logs) output scale; we do not);
+//   - Base (NewSplitWithBase): an unconditional learned base of its own,
+//     normflows' GlowBase, as in the authors' Glow;
+//   - neither: N(0, I) (RealNVP).
 type Split struct {
 	C     int64 // channels before the split
 	Prior *nn.Conv2d
+	Base  Prior
 }
 
 // NewSplit builds the split of c channels; learned adds the conditional
-// prior conv under p.Sub("prior").
+// prior conv under p.Sub("prior"), otherwise z2 ~ N(0, I).
 func NewSplit(p nn.Path, c int64, learned bool) (*Split, error) {
 	if c < 2 {
 		return nil, fmt.Errorf("flows: cannot factor out half of %d channel(s); need at least 2", c)
@@ -125,6 +161,23 @@ func NewSplit(p nn.Path, c int64, learned bool) (*Split, error) {
 		}
 		s.Prior = conv
 	}
+	return s, nil
+}
+
+// NewSplitWithBase builds the split of c channels on (c,h,w) inputs whose
+// factored-out half has its own per-channel GlowBase under p.Sub("base"),
+// independent of the kept half.
+func NewSplitWithBase(p nn.Path, c, h, w int64) (*Split, error) {
+	if c < 2 {
+		return nil, fmt.Errorf("flows: cannot factor out half of %d channel(s); need at least 2", c)
+	}
+	s := &Split{C: c}
+	_, out := s.Sizes()
+	base, err := NewGlowBase(p.Sub("base"), []int64{out, h, w})
+	if err != nil {
+		return nil, err
+	}
+	s.Base = base
 	return s, nil
 }
 
@@ -145,13 +198,17 @@ func (s *Split) Forward(z *ts.Tensor) (z1, z2, logp *ts.Tensor) {
 	return z1, z2, s.LogProb(z2, z1)
 }
 
-// LogProb is log p(z2 | z1).
+// LogProb is log p(z2 | z1); z1 is unused unless the prior is
+// conditional.
 func (s *Split) LogProb(z2, z1 *ts.Tensor) *ts.Tensor {
-	if s.Prior == nil {
-		return StdNormalLogProb(z2)
+	switch {
+	case s.Prior != nil:
+		mean, logs := s.meanLogs(z1)
+		return gaussianLogProb(z2, mean, logs)
+	case s.Base != nil:
+		return s.Base.LogProb(z2)
 	}
-	mean, logs := s.meanLogs(z1)
-	return gaussianLogProb(z2, mean, logs)
+	return StdNormalLogProb(z2)
 }
 
 // Sample draws z2 given z1 at temperature T.
@@ -159,11 +216,14 @@ func (s *Split) Sample(z1 *ts.Tensor, temperature float64) *ts.Tensor {
 	n, _, h, w := shape4(z1, "Split")
 	_, out := s.Sizes()
 	shape := []int64{n, out, h, w}
-	if s.Prior == nil {
-		return ts.MustRandn(shape, gotch.Float, z1.MustDevice()).MustMulScalar(scalar(temperature), true)
+	switch {
+	case s.Prior != nil:
+		mean, logs := s.meanLogs(z1)
+		return gaussianSample(shape, mean, logs, temperature, z1.MustDevice())
+	case s.Base != nil:
+		return s.Base.Sample(n, temperature)
 	}
-	mean, logs := s.meanLogs(z1)
-	return gaussianSample(shape, mean, logs, temperature, z1.MustDevice())
+	return ts.MustRandn(shape, gotch.Float, z1.MustDevice()).MustMulScalar(scalar(temperature), true)
 }
 
 // Inverse joins z1 and z2.

@@ -1,6 +1,9 @@
 package models
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/flows"
 	"github.com/mollify/mollify/nn"
@@ -38,7 +41,11 @@ func newGlow(c *config.Config, p nn.Path) (train.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := flows.NewGlow(p, flows.GlowOptions{
+	prior, err := flows.ParseGlowPrior(g.Prior)
+	if err != nil {
+		return nil, err
+	}
+	o := flows.GlowOptions{
 		Shape:        c.Data.Shape(),
 		Levels:       g.Levels,
 		Depth:        g.Depth,
@@ -46,11 +53,63 @@ func newGlow(c *config.Config, p nn.Path) (train.Model, error) {
 		Partition:    part,
 		Scale:        scale,
 		LearnedPrior: g.LearnedBase,
-	})
+		Prior:        prior,
+	}
+	f, err := flows.NewGlow(p, o)
 	if err != nil {
 		return nil, err
 	}
+	p.Store().AddLoadHint(glowPriorHint(o))
 	return &Glow{imageLikelihood: lik, Flow: f}, nil
+}
+
+// glowPriorHint tells, when weights do not fit, whether they were written
+// with another Glow prior and which --set loads them. The prior shows in
+// the names: split.prior.* (conditional), split.base.* (per_channel),
+// top.* (any learned prior; per-element under conditional, per-channel
+// under per_channel, so a top of another shape means the other prior).
+func glowPriorHint(o flows.GlowOptions) nn.LoadHint {
+	return func(missing, unexpected, reshaped []string) string {
+		has := func(names []string, part string) bool {
+			for _, n := range names {
+				if strings.HasPrefix(n, part) || strings.Contains(n, "."+part) {
+					return true
+				}
+			}
+			return false
+		}
+		learned, prior := o.LearnedPrior, ""
+		switch {
+		case has(unexpected, "split.prior."):
+			learned, prior = true, flows.GlowPriorConditional.String()
+		case has(unexpected, "split.base."):
+			learned, prior = true, flows.GlowPriorPerChannel.String()
+		case has(reshaped, "top."):
+			prior = flows.GlowPriorConditional.String()
+			if o.Prior == flows.GlowPriorConditional {
+				prior = flows.GlowPriorPerChannel.String()
+			}
+		case has(unexpected, "top."):
+			learned = true
+		case has(missing, "top."):
+			learned = false
+		}
+		var sets []string
+		if learned != o.LearnedPrior {
+			sets = append(sets, fmt.Sprintf("--set model.glow.learned_base=%v", learned))
+		}
+		if prior != "" && (prior != o.Prior.String() || !o.LearnedPrior) {
+			sets = append(sets, "--set model.glow.prior="+prior)
+		}
+		if len(sets) == 0 {
+			return ""
+		}
+		this := "learned_base=false"
+		if o.LearnedPrior {
+			this = "prior=" + o.Prior.String()
+		}
+		return fmt.Sprintf("the checkpoint was written with a different Glow prior than this model's (model.glow.%s): load it with %s", this, strings.Join(sets, " "))
+	}
 }
 
 // Loss is −mean log p(x) in nats per example; the "bpd" term is it in

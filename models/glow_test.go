@@ -4,13 +4,17 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/flows"
 	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/train"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -39,6 +43,7 @@ func TestGlowLossAndBitsPerDim(t *testing.T) {
 		{nil, math.Log2(127.5)},
 		{[]string{"data.dequantization=uniform"}, 7},
 		{[]string{"data.dequantization=uniform", "data.range=unit"}, 8},
+		{[]string{"model.glow.prior=conditional"}, math.Log2(127.5)},
 		{[]string{"model.glow.split=checkerboard", "model.glow.scale=exp", "model.glow.learned_base=false"}, math.Log2(127.5)},
 	} {
 		t.Run(fmt.Sprint(c.sets), func(t *testing.T) {
@@ -83,6 +88,141 @@ func TestGlowLossAndBitsPerDim(t *testing.T) {
 			}
 			var _ Density = g
 			var _ Sampler = g
+		})
+	}
+}
+
+// The paper's Glow configs use the authors' per-channel prior; the
+// conditional one is a key away; an unknown value lists the valid ones.
+func TestGlowPriorConfig(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for _, name := range []string{"glow_cifar10", "glow_celeba", "glow_mnist"} {
+		c, err := config.Load(name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Model.Glow.Prior != "per_channel" || !c.Model.Glow.LearnedBase {
+			t.Errorf("%s: prior %q, learned_base %v; want per_channel, true", name, c.Model.Glow.Prior, c.Model.Glow.LearnedBase)
+		}
+	}
+	if d := config.Default(); d.Model.Glow.Prior != "per_channel" {
+		t.Errorf("default model.glow.prior %q, want per_channel", d.Model.Glow.Prior)
+	}
+	for _, c := range []struct {
+		set   string
+		prior flows.GlowPrior
+	}{{"model.glow.prior=per_channel", flows.GlowPriorPerChannel}, {"model.glow.prior=conditional", flows.GlowPriorConditional}} {
+		sc := ts.NewScope()
+		m, s := buildModel(t, smallGlow(t, c.set), 1)
+		g := m.(*Glow).Flow
+		top, ok := g.Top.(*flows.GaussianBase)
+		if g.Options.Prior != c.prior || !ok || top.PerChannel() != (c.prior == flows.GlowPriorPerChannel) {
+			t.Errorf("%s: built prior %v with top %#v", c.set, g.Options.Prior, g.Top)
+		}
+		s.Close()
+		sc.Close()
+	}
+	_, err := config.Load("glow_cifar10", []string{"model.glow.prior=per_element"})
+	if want := `model.glow.prior: unknown value "per_element" (want "per_channel" or "conditional")`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("unknown prior: error %v, want one containing %q", err, want)
+	}
+}
+
+// writeCheckpoint writes the model part of a checkpoint as
+// train.SaveCheckpoint lays it out (model.* tensors, format
+// mollify-checkpoint-1), after one loss evaluation (ActNorm init) and a
+// perturbation of every parameter, so that a round trip is not trivial.
+func writeCheckpoint(t *testing.T, m train.Model, s *nn.Store, x *ts.Tensor) string {
+	t.Helper()
+	if _, err := m.Loss(x); err != nil {
+		t.Fatal(err)
+	}
+	ts.NoGrad(func() {
+		for _, p := range s.Parameters() {
+			p.Copy_(p.MustAdd(nn.Randn(p.MustSize(), gotch.CPU).MustMulScalar(ts.FloatScalar(0.05), true), false))
+		}
+	})
+	tensors := map[string]*ts.Tensor{}
+	for n, v := range s.Named() {
+		tensors["model."+n] = v
+	}
+	path := filepath.Join(t.TempDir(), "ckpt.safetensors")
+	if err := nn.SaveTensors(path, tensors, map[string]string{"format": "mollify-checkpoint-1"}); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// A checkpoint loads into a model of the same prior and gives the same
+// log p(x); one written with another Glow prior (or learned_base) fails
+// with the missing and unexpected names and the --set that loads it.
+func TestGlowCheckpointPriors(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	sc := ts.NewScope()
+	defer sc.Close()
+	x := dequantized(4, []int64{3, 8, 8}).MustMulScalar(ts.FloatScalar(2), true).MustSubScalar(ts.FloatScalar(1), true)
+	sets := map[string]string{
+		"per_channel": "model.glow.prior=per_channel",
+		"conditional": "model.glow.prior=conditional",
+		"standard":    "model.glow.learned_base=false",
+		// one level, no split: only the top's shape tells the priors apart
+		"per_channel_L1": "model.glow.levels=1",
+		"conditional_L1": "model.glow.levels=1 model.glow.prior=conditional",
+	}
+	ckpt, want := map[string]string{}, map[string]*ts.Tensor{}
+	for name, set := range sets {
+		m, s := buildModel(t, smallGlow(t, strings.Fields(set)...), 2)
+		ckpt[name] = writeCheckpoint(t, m, s, x)
+		lp, err := m.(*Glow).LogProb(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[name] = lp
+		s.Close()
+	}
+	for _, c := range []struct {
+		model, ckpt string
+		errs        []string // empty: loads
+	}{
+		{"per_channel", "per_channel", nil},
+		{"conditional", "conditional", nil},
+		{"standard", "standard", nil},
+		{"per_channel", "conditional", []string{"missing levels.0.split.base.loc", "unexpected levels.0.split.prior.bias", "written with a different Glow prior than this model's (model.glow.prior=per_channel)", "--set model.glow.prior=conditional"}},
+		{"conditional", "per_channel", []string{"missing levels.0.split.prior.bias", "unexpected levels.0.split.base.loc", "(model.glow.prior=conditional)", "--set model.glow.prior=per_channel"}},
+		{"per_channel", "standard", []string{"missing levels.0.split.base.loc", "unexpected none", "--set model.glow.learned_base=false"}},
+		{"standard", "conditional", []string{"unexpected levels.0.split.prior.bias", "(model.glow.learned_base=false)", "--set model.glow.learned_base=true --set model.glow.prior=conditional"}},
+		{"per_channel_L1", "conditional_L1", []string{`"top.loc" has shape [1 12 1 1] in the model but [1 12 4 4] in the weights (and 3 more of another shape)`, "--set model.glow.prior=conditional"}},
+		{"conditional_L1", "per_channel_L1", []string{`"top.loc" has shape [1 12 4 4] in the model but [1 12 1 1]`, "--set model.glow.prior=per_channel"}},
+	} {
+		t.Run(c.model+"<-"+c.ckpt, func(t *testing.T) {
+			sc := ts.NewScope()
+			defer sc.Close()
+			m, s := buildModel(t, smallGlow(t, strings.Fields(sets[c.model])...), 3)
+			defer s.Close()
+			err := train.LoadModelWeights(ckpt[c.ckpt], s)
+			if len(c.errs) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				lp, err := m.(*Glow).LogProb(x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := lp.MustSub(want[c.ckpt], false).MustAbs(true).MustMax(true).Float64Values()[0]; d > 1e-4 {
+					t.Errorf("log p after the round trip differs by %g", d)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("loaded a checkpoint of another prior")
+			}
+			for _, w := range c.errs {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
 		})
 	}
 }

@@ -5,9 +5,11 @@ same architecture (Debian's python3-torch 1.13).
     /usr/bin/python3 flows/testdata/gen_golden.py
 
 writes, next to this script:
-  params.json          trainable parameter counts of the paper's Glow and
-                       RealNVP configurations;
-  glow_tiny.safetensors, glow_cb_tiny.safetensors, realnvp_tiny.safetensors:
+  params.json          trainable parameter counts of the paper's Glow (with
+                       the per-channel prior, and with "_conditional" the
+                       conditional one) and RealNVP configurations;
+  glow_tiny.safetensors (per-channel prior), glow_tiny_conditional.safetensors,
+  glow_cb_tiny.safetensors (N(0, I) priors), realnvp_tiny.safetensors:
                        the weights of a small model (every parameter
                        perturbed, so nothing is zero), an input batch "x"
                        and log p(x) per example in nats ("logprob"; for
@@ -194,29 +196,40 @@ def gaussian_log_prob(z, mean, logs):
 
 
 class Split(nn.Module):
-    def __init__(self, c, learned):
+    """prior: "conditional" (a zero-initialised 3x3 conv of the kept half
+    gives z2's mean and log-scale), "per_channel" (z2 has its own GlowBase)
+    or None (N(0, I))."""
+
+    def __init__(self, c, prior, hw=None):
         super().__init__()
         self.kept, self.out = (c + 1) // 2, c // 2
-        if learned:
+        self.prior = self.base = None
+        if prior == "conditional":
             self.prior = nn.Conv2d(self.kept, 2 * self.out, 3, padding=1)
             nn.init.zeros_(self.prior.weight)
             nn.init.zeros_(self.prior.bias)
-        else:
-            self.prior = None
+        elif prior == "per_channel":
+            self.base = GaussianBase((self.out,) + hw, per_channel=True)
 
     def forward(self, z):
         z1, z2 = z[:, :self.kept], z[:, self.kept:]
-        if self.prior is None:
-            return z1, z2, gaussian_log_prob(z2, torch.zeros(()), torch.zeros(()))
-        h = self.prior(z1)
-        return z1, z2, gaussian_log_prob(z2, h[:, 0::2], h[:, 1::2])
+        if self.prior is not None:
+            h = self.prior(z1)
+            return z1, z2, gaussian_log_prob(z2, h[:, 0::2], h[:, 1::2])
+        if self.base is not None:
+            return z1, z2, self.base(z2)
+        return z1, z2, gaussian_log_prob(z2, torch.zeros(()), torch.zeros(()))
 
 
 class GaussianBase(nn.Module):
-    def __init__(self, shape):
+    """normflows' GlowBase parametrisation; per_channel: parameters (1,C,1,1)
+    as in normflows' GlowBase, otherwise (1,C,H,W)."""
+
+    def __init__(self, shape, per_channel):
         super().__init__()
+        pshape = (1, shape[0], 1, 1) if per_channel else (1,) + tuple(shape)
         for n in ["loc", "loc_logs", "log_scale", "log_scale_logs"]:
-            setattr(self, n, nn.Parameter(torch.zeros(1, *shape)))
+            setattr(self, n, nn.Parameter(torch.zeros(*pshape)))
 
     def forward(self, z):
         mean = self.loc * torch.exp(3 * self.loc_logs)
@@ -272,7 +285,10 @@ class MultiScale(nn.Module):
         return lp + self.top(h) + ld
 
 
-def glow(shape, levels, depth, hidden, partition="channel", scale="sigmoid", learned=True):
+def glow(shape, levels, depth, hidden, partition="channel", scale="sigmoid", prior="per_channel"):
+    """prior: "per_channel" (the authors' normflows Glow: a GlowBase for each
+    factored-out half and for the top), "conditional" (conv prior of each
+    split, per-element top) or None (every latent N(0, I))."""
     c, h, w = shape
     lv = []
     for l in range(levels):
@@ -283,10 +299,10 @@ def glow(shape, levels, depth, hidden, partition="channel", scale="sigmoid", lea
             layers.append(GlowStep(c, hidden, partition, parity, scale))
         split = None
         if l < levels - 1:
-            split = Split(c, learned)
+            split = Split(c, prior, (h, w))
             c = split.kept
         lv.append(Level(layers, split))
-    top = GaussianBase((c, h, w)) if learned else StdNormal()
+    top = StdNormal() if prior is None else GaussianBase((c, h, w), per_channel=prior == "per_channel")
     return MultiScale(None, lv, top)
 
 
@@ -305,7 +321,7 @@ def realnvp(shape, scales, res_blocks, channels, alpha):
             c, h, w = 4 * c, h // 2, w // 2
             for i in range(3):
                 layers.append(AffineCoupling(c, "channel", i % 2, "exp", lambda a, b, m=2 * mid: ResNet(a, m, b, res_blocks)))
-            split = Split(c, False)
+            split = Split(c, None)
             c = split.kept
             mid *= 2
         lv.append(Level(layers, split))
@@ -351,6 +367,8 @@ def main():
         "glow_cifar10": count(glow((3, 32, 32), 3, 20, 512)),
         "glow_celeba": count(glow((3, 64, 64), 3, 20, 512)),
         "glow_mnist_small": count(glow((1, 28, 28), 2, 8, 128)),
+        "glow_cifar10_conditional": count(glow((3, 32, 32), 3, 20, 512, prior="conditional")),
+        "glow_celeba_conditional": count(glow((3, 64, 64), 3, 20, 512, prior="conditional")),
         "realnvp_cifar10": count(realnvp((3, 32, 32), 2, 4, 32, 0.05)),
         "realnvp_celeba": count(realnvp((3, 64, 64), 2, 2, 32, 0.05)),
     }
@@ -366,7 +384,8 @@ def main():
     save_safetensors(os.path.join(HERE, "actnorm.safetensors"), {"x": x, "bias": a.bias, "logs": a.logs, "z": z})
 
     # Tiny Glows: init ActNorm on x, perturb every parameter, log p(x).
-    for name, kw in [("glow_tiny", {}), ("glow_cb_tiny", {"partition": "checkerboard", "scale": "exp", "learned": False})]:
+    for name, kw in [("glow_tiny", {}), ("glow_tiny_conditional", {"prior": "conditional"}),
+                     ("glow_cb_tiny", {"partition": "checkerboard", "scale": "exp", "prior": None})]:
         torch.manual_seed(2)
         m = glow((3, 8, 8), 2, 2, 8, **kw)
         x = torch.randn(4, 3, 8, 8) * 0.7 + 0.1
