@@ -18,6 +18,8 @@ import (
 	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/data"
 	"github.com/mollify/mollify/fid"
+	"github.com/mollify/mollify/fid/classifier"
+	"github.com/mollify/mollify/fid/inception"
 	"github.com/mollify/mollify/models"
 	"github.com/mollify/mollify/nn"
 	"github.com/mollify/mollify/train"
@@ -92,20 +94,20 @@ func newFIDRun(t *testing.T, cfg *config.Config) *fidRun {
 		t.Fatal(err)
 	}
 	log := &bytes.Buffer{}
-	tn := &train.Trainer{Config: cfg, Dir: t.TempDir(), Device: gotch.CPU, Store: store, Model: model, RNG: rng, Log: log}
+	tn := &train.Trainer{Options: trainOptions(t, cfg), Dir: t.TempDir(), Device: gotch.CPU, Store: store, Model: model, RNG: rng, Log: log}
 	return &fidRun{cfg: cfg, model: model, tr: tr, t: tn, log: log, store: store}
 }
 
 // TestFIDOffWithoutNetwork: no weights and no classifier leave the run
 // alone, with one line saying why.
 func TestFIDOffWithoutNetwork(t *testing.T) {
-	t.Setenv(fid.WeightsEnv, "")
+	t.Setenv(inception.WeightsEnv, "")
 	for _, c := range []struct {
 		sets []string
 		want []string
 	}{
-		{nil, []string{"no FID", fid.WeightsEnv, "train-classifier"}},
-		{[]string{"data.dataset=cifar10", "data.channels=3"}, []string{"no FID", fid.WeightsURL}},
+		{nil, []string{"no FID", inception.WeightsEnv, "train-classifier"}},
+		{[]string{"data.dataset=cifar10", "data.channels=3"}, []string{"no FID", inception.WeightsURL}},
 		{[]string{"eval.fid_samples=0"}, nil},
 	} {
 		r := newFIDRun(t, fidConfig(t, t.TempDir(), c.sets...))
@@ -168,7 +170,7 @@ func TestFCDHook(t *testing.T) {
 		t.Fatalf("metrics: %v", recs)
 	}
 	for _, rec := range recs {
-		if rec["kind"] != "fcd" || rec["fid"] != nil || rec["samples"] != 150.0 || rec["dims"] != float64(fid.ClassifierDim) {
+		if rec["kind"] != "fcd" || rec["fid"] != nil || rec["samples"] != 150.0 || rec["dims"] != float64(classifier.Dim) {
 			t.Errorf("record %v", rec)
 		}
 	}
@@ -191,7 +193,7 @@ func TestFCDHook(t *testing.T) {
 	}
 	var key statsKey
 	b, _ := os.ReadFile(meta[0])
-	if err := json.Unmarshal(b, &key); err != nil || key.Images != 400 || key.Dims != fid.ClassifierDim || !strings.HasPrefix(key.Network, "fcd") {
+	if err := json.Unmarshal(b, &key); err != nil || key.Images != 400 || key.Dims != classifier.Dim || !strings.HasPrefix(key.Network, "fcd") {
 		t.Errorf("cache key %+v (%v)", key, err)
 	}
 
@@ -248,7 +250,7 @@ func records(t *testing.T, dir string) []map[string]any {
 // records the metric anyway, after one warning on its log. Fewer than 2
 // samples are a setup error that names the key.
 func TestFIDFewSamples(t *testing.T) {
-	t.Setenv(fid.WeightsEnv, "")
+	t.Setenv(inception.WeightsEnv, "")
 	root, smallRoot := t.TempDir(), t.TempDir()
 	smallMNIST(t, root, 200)
 	smallMNIST(t, smallRoot, 100)
@@ -256,12 +258,12 @@ func TestFIDFewSamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := fid.TrainClassifier(train28, train28, fid.ClassifierOptions{Device: gotch.CPU, Epochs: 1})
+	c, err := classifier.Train(train28, train28, classifier.Options{Device: gotch.CPU, Epochs: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range []string{root, smallRoot} {
-		if err := c.Save(fid.ClassifierPath(r)); err != nil {
+		if err := c.Save(classifier.Path(r)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -326,18 +328,18 @@ func TestFIDFewSamples(t *testing.T) {
 // FID hook reports FCD there.
 func withClassifier(t *testing.T) string {
 	t.Helper()
-	t.Setenv(fid.WeightsEnv, "")
+	t.Setenv(inception.WeightsEnv, "")
 	root := t.TempDir()
 	smallMNIST(t, root, 400)
 	train28, err := data.LoadMNIST(root, data.Train, data.MNISTOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := fid.TrainClassifier(train28, train28, fid.ClassifierOptions{Device: gotch.CPU, Epochs: 1, BatchSize: 32})
+	c, err := classifier.Train(train28, train28, classifier.Options{Device: gotch.CPU, Epochs: 1, BatchSize: 32})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Save(fid.ClassifierPath(root)); err != nil {
+	if err := c.Save(classifier.Path(root)); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()

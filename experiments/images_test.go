@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/data"
 	"github.com/mollify/mollify/nn"
 	"github.com/mollify/mollify/train"
@@ -36,7 +37,7 @@ func TestNonFiniteSamplesAreNotSaved(t *testing.T) {
 	}
 	log := &bytes.Buffer{}
 	dir := t.TempDir()
-	tn := &train.Trainer{Config: cfg, Dir: dir, Device: gotch.CPU, RNG: rng, Log: log}
+	tn := &train.Trainer{Options: trainOptions(t, cfg), Dir: dir, Device: gotch.CPU, RNG: rng, Log: log}
 	img := &Images{Config: cfg, Model: nanSampler{[]int64{1, 32, 32}}, Device: gotch.CPU, Transform: tr}
 	var ran bool
 	for _, h := range img.Hooks() {
@@ -63,4 +64,13 @@ func TestNonFiniteSamplesAreNotSaved(t *testing.T) {
 	if !bytes.Contains(m, []byte(`"nonfinite":true`)) {
 		t.Errorf("metrics.jsonl lacks the non-finite record:\n%s", m)
 	}
+}
+
+func trainOptions(t *testing.T, c *config.Config) train.Options {
+	t.Helper()
+	o, err := train.NewOptions(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }

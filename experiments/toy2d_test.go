@@ -83,7 +83,7 @@ func toyRun(t *testing.T, c *config.Config, dir string, wrap func(Model2D) Model
 		t.Fatal(err)
 	}
 	t.Cleanup(exp.Close)
-	tr := &train.Trainer{Config: c, Dir: dir, Device: gotch.CPU, Store: store, Model: m.(train.Model), Optim: opt, Mollifier: moll,
+	tr := &train.Trainer{Options: trainOptions(t, c), Dir: dir, Device: gotch.CPU, Store: store, Model: m.(train.Model), Optim: opt, Mollifier: moll,
 		Data: batches, RNG: rng, Log: &bytes.Buffer{}}
 	tr.Hooks = append([]train.Hook{train.MetricsHook(c.Run.LogEvery)}, exp.Hooks()...)
 	tr.Hooks = append(tr.Hooks, train.CheckpointHook(c.Output.CheckpointEvery))

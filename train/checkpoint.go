@@ -59,10 +59,6 @@ func (t *Trainer) SaveCheckpoint() (path string, err error) {
 	for n, v := range rng {
 		tensors[n] = v
 	}
-	cfgYAML, err := t.Config.YAML()
-	if err != nil {
-		return "", err
-	}
 	meta := map[string]string{
 		"step":       strconv.Itoa(t.step),
 		"optim_step": strconv.FormatInt(optStep, 10),
@@ -70,7 +66,7 @@ func (t *Trainer) SaveCheckpoint() (path string, err error) {
 		"nonfinite":  strconv.Itoa(t.nonFinite),
 		"skipped":    strconv.Itoa(t.skipped),
 		"seed":       strconv.FormatUint(t.RNG.Seed, 10),
-		"config":     string(cfgYAML),
+		"config":     t.Options.RunConfig,
 		"format":     "mollify-checkpoint-1",
 	}
 	// metrics.jsonl's length now: rows a killed run writes after this
@@ -93,7 +89,7 @@ func (t *Trainer) SaveCheckpoint() (path string, err error) {
 		return "", err
 	}
 	t.lastCkpt = path
-	if keep := t.Config.Output.Keep; keep > 0 {
+	if keep := t.Options.Keep; keep > 0 {
 		all, _ := Checkpoints(t.Dir)
 		for len(all) > keep {
 			os.Remove(all[0])

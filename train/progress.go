@@ -26,7 +26,7 @@ func ProgressHook(every int) Hook {
 	var start time.Time
 	var startStep int
 	return Hook{Name: "progress", Priority: PriorityLog, Every: 1, AtEnd: true, Fn: func(t *Trainer, s *StepStats) error {
-		total := t.Config.Run.Iterations
+		total := t.Options.Iterations
 		if start.IsZero() {
 			start, startStep = time.Now(), t.step-1
 			if isTTY(t.Log) {

@@ -12,7 +12,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
@@ -92,7 +91,7 @@ type HookState interface {
 
 // Trainer holds one run.
 type Trainer struct {
-	Config    *config.Config
+	Options   Options
 	Dir       string
 	Device    gotch.Device
 	Store     *nn.Store
@@ -155,21 +154,8 @@ func (t *Trainer) Metric(kind string, values map[string]any) error {
 	return err
 }
 
-// lrAt is the learning rate of a 0-based step under the configured schedule.
-func (t *Trainer) lrAt(step int) float64 {
-	o := t.Config.Optim
-	lr := o.LR
-	s := o.LRSchedule
-	if s.Warmup > 0 && step < s.Warmup {
-		return lr * float64(step+1) / float64(s.Warmup)
-	}
-	if s.Name == "cosine" {
-		total := t.Config.Run.Iterations - s.Warmup
-		p := float64(step-s.Warmup) / float64(max(total, 1))
-		return s.MinLR + 0.5*(lr-s.MinLR)*(1+math.Cos(math.Pi*min(p, 1)))
-	}
-	return lr
-}
+// lrAt is the learning rate of a 0-based step under the schedule.
+func (t *Trainer) lrAt(step int) float64 { return t.Options.LR.At(step, t.Options.Iterations) }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
@@ -234,7 +220,7 @@ func (t *Trainer) trainStep(step int) (st StepStats, err error) {
 		return skip()
 	}
 	loss.Total.MustBackward()
-	if clip := t.Config.Optim.GradClip; clip > 0 {
+	if clip := t.Options.GradClip; clip > 0 {
 		if st.GradNorm, err = t.Optim.ClipGradNorm(clip); err != nil {
 			return st, err
 		}
@@ -253,9 +239,9 @@ func (t *Trainer) trainStep(step int) (st StepStats, err error) {
 	return st, nil
 }
 
-// Run trains until run.iterations steps are done, calling the hooks. It can
+// Run trains until Options.Iterations steps are done, calling the hooks. It can
 // be called on a resumed trainer.
-func (t *Trainer) Run() error { return t.RunUntil(t.Config.Run.Iterations) }
+func (t *Trainer) Run() error { return t.RunUntil(t.Options.Iterations) }
 
 // orderedHooks returns the hooks sorted by priority, stable.
 func (t *Trainer) orderedHooks() ([]Hook, error) {
@@ -271,9 +257,9 @@ func (t *Trainer) orderedHooks() ([]Hook, error) {
 	return hooks, nil
 }
 
-// RunUntil trains until `stop` steps are done (at most run.iterations), as
-// if the run were interrupted there: the mollification phase and the hooks
-// still follow run.iterations. End callbacks run either way.
+// RunUntil trains until `stop` steps are done (at most Options.Iterations),
+// as if the run were interrupted there: the mollification phase and the
+// hooks still follow Options.Iterations. End callbacks run either way.
 func (t *Trainer) RunUntil(stop int) (err error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -309,8 +295,8 @@ func (t *Trainer) RunUntil(stop int) (err error) {
 			}
 		}
 	}
-	total := t.Config.Run.Iterations
-	maxBad := t.Config.Run.MaxNonFinite
+	total := t.Options.Iterations
+	maxBad := t.Options.MaxNonFinite
 	stop = min(stop, total)
 	for t.step < stop {
 		step := t.step

@@ -75,10 +75,19 @@ func newTrainer(t *testing.T, c *config.Config, dir string, data *ts.Tensor) *Tr
 		t.Fatal(err)
 	}
 	return &Trainer{
-		Config: c, Dir: dir, Device: gotch.CPU, Store: store, Model: flowModel{f}, Optim: opt,
+		Options: options(t, c), Dir: dir, Device: gotch.CPU, Store: store, Model: flowModel{f}, Optim: opt,
 		Mollifier: moll, Data: slices{data, 64}, RNG: rng, Log: &bytes.Buffer{},
 		Hooks: []Hook{MetricsHook(10), ProgressHook(10)},
 	}
+}
+
+func options(t *testing.T, c *config.Config) Options {
+	t.Helper()
+	o, err := NewOptions(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 func paramBytes(t *testing.T, s *nn.Store) map[string][]byte {
@@ -421,5 +430,30 @@ func TestMollifiesInModelSpace(t *testing.T) {
 		if math.Abs(v-want) > 5 {
 			t.Errorf("step %d (σ²=%.3f): the model saw mean %.1f, want %.1f (mollified in model space)", i, info.Sigma2, v, want)
 		}
+	}
+}
+
+// The trainer's settings come from the config in one place; the schedule
+// warms up linearly and decays along a cosine to its floor.
+func TestOptionsFromConfig(t *testing.T) {
+	c := testConfig(110)
+	c.Optim.LR, c.Optim.GradClip = 0.01, 2.5
+	c.Optim.LRSchedule = config.LRSchedule{Name: "cosine", Warmup: 10, MinLR: 0.001}
+	c.Run.MaxNonFinite, c.Run.LogEvery, c.Output.CheckpointEvery, c.Output.Keep = 7, 0, 50, 3
+	o := options(t, c)
+	if o.Iterations != 110 || o.GradClip != 2.5 || o.MaxNonFinite != 7 || o.LogEvery != 1 || o.CheckpointEvery != 50 || o.Keep != 3 ||
+		!strings.Contains(o.RunConfig, "iterations: 110") {
+		t.Errorf("options %+v", o)
+	}
+	for _, c := range []struct {
+		step int
+		want float64
+	}{{0, 0.001}, {4, 0.005}, {9, 0.01}, {10, 0.01}, {60, 0.0055}, {109, 0.001 + 0.0045*(1+math.Cos(math.Pi*0.99))}, {200, 0.001}} {
+		if got := o.LR.At(c.step, o.Iterations); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("lr at step %d: %g, want %g", c.step, got, c.want)
+		}
+	}
+	if got := (LRSchedule{Base: 0.3}).At(5, 10); got != 0.3 {
+		t.Errorf("constant schedule: %g", got)
 	}
 }

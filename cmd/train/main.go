@@ -124,8 +124,12 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 	}
 	defer moll.Close()
 
-	t := &train.Trainer{Config: cfg, Dir: dir, Device: dev, Store: store, Model: model, Optim: opt, Mollifier: moll, RNG: rng, Log: os.Stderr}
-	t.Hooks = []train.Hook{train.ProgressHook(max(cfg.Run.LogEvery, 1)), train.MetricsHook(max(cfg.Run.LogEvery, 1))}
+	opts, err := train.NewOptions(cfg)
+	if err != nil {
+		return err
+	}
+	t := &train.Trainer{Options: opts, Dir: dir, Device: dev, Store: store, Model: model, Optim: opt, Mollifier: moll, RNG: rng, Log: os.Stderr}
+	t.Hooks = opts.StandardHooks() // progress, metrics and checkpoints; hooks run in priority order
 	if cfg.Data.Is2D() {
 		// The data sets are drawn with a fixed seed, so runs that differ in
 		// run.seed train on the same points.
@@ -165,7 +169,6 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		defer fe.Close()
 		t.Hooks = append(t.Hooks, fe.Hooks()...)
 	}
-	t.Hooks = append(t.Hooks, train.CheckpointHook(cfg.Output.CheckpointEvery))
 	if resume {
 		switch err := t.Resume(); {
 		case err == nil:
