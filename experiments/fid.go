@@ -20,6 +20,8 @@ import (
 	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/data"
 	"github.com/mollify/mollify/fid"
+	"github.com/mollify/mollify/fid/classifier"
+	"github.com/mollify/mollify/fid/inception"
 	"github.com/mollify/mollify/models"
 	"github.com/mollify/mollify/nn"
 	"github.com/mollify/mollify/plots"
@@ -86,10 +88,10 @@ func NewFID(cfg *config.Config, model any, device gotch.Device, tr data.Transfor
 		return nil, nil
 	}
 	e := &FID{cfg: cfg, model: s, tr: tr, log: log, metric: "fid"}
-	path, err := fid.WeightsPath("")
+	path, err := inception.WeightsPath("")
 	switch {
 	case err == nil:
-		m, err := fid.LoadInception(path, fid.InceptionOptions{Device: device})
+		m, err := inception.Load(path, inception.Options{Device: device})
 		if err != nil {
 			return nil, fmt.Errorf("eval.fid_samples: %w", err)
 		}
@@ -99,13 +101,13 @@ func NewFID(cfg *config.Config, model any, device gotch.Device, tr data.Transfor
 			return nil, err
 		}
 		e.netID = "inception-pt_inception-2015-12-05:" + e.netID
-	case errors.Is(err, fid.ErrNoWeights):
+	case errors.Is(err, inception.ErrNoWeights):
 		if cfg.Data.Dataset != "mnist" {
 			fmt.Fprintf(log, "no FID during training: %v\n", err)
 			return nil, nil
 		}
-		cpath := fid.ClassifierPath(cfg.Data.Root)
-		c, cerr := fid.LoadClassifier(cpath, device)
+		cpath := classifier.Path(cfg.Data.Root)
+		c, cerr := classifier.Load(cpath, device)
 		if cerr != nil {
 			fmt.Fprintf(log, "no FID during training (%v), and no FCD fallback: %v\n", err, cerr)
 			return nil, nil

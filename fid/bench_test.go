@@ -2,6 +2,8 @@ package fid
 
 import (
 	"testing"
+
+	"github.com/mollify/mollify/nn"
 )
 
 // benchStats returns the statistics of golden case name (gen_golden.py).
@@ -16,9 +18,11 @@ func benchStats(b *testing.B, name string) (*Stats, *Stats) {
 	return nil, nil
 }
 
-// BenchmarkFrechetDistance2048 times the default method on the full-rank
-// d = 2048 golden pair; bench/fid/scipy_frechet.py times pytorch-fid's scipy
-// formula on the same matrices.
+// BenchmarkFrechetDistance2048 times the whole default method on the
+// full-rank d = 2048 golden pair; bench/fid/scipy_frechet.py times
+// pytorch-fid's whole scipy formula on the same matrices. Run both with the
+// same OMP_NUM_THREADS and OPENBLAS_NUM_THREADS (`make bench`: 1); the
+// threads metric is libtorch's.
 func BenchmarkFrechetDistance2048(b *testing.B) {
 	s1, s2 := benchStats(b, "d2048")
 	b.ResetTimer()
@@ -27,6 +31,8 @@ func BenchmarkFrechetDistance2048(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/op")
+	b.ReportMetric(float64(nn.Threads()), "threads")
 }
 
 // BenchmarkFrechetDistance2048Rank499 is the fewer-samples-than-dims case.

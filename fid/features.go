@@ -19,6 +19,38 @@ import (
 	"github.com/mollify/mollify/nn"
 )
 
+// FeatureNet maps images to feature rows: x is N×3×H×W float32 with
+// values in [0, 1] on Device(); the result is N×Dim() float32 on the same
+// device, in the caller's scope. Implementations run without gradients
+// and never free x.
+type FeatureNet interface {
+	Features(x *ts.Tensor) (*ts.Tensor, error)
+	Dim() int
+	Device() gotch.Device
+}
+
+// CheckImages is the check of FeatureNet.Features on its input: x is a
+// float32 N×3×H×W batch, N > 0, on dev.
+func CheckImages(x *ts.Tensor, dev gotch.Device) error {
+	if x == nil {
+		return errors.New("fid: nil image batch")
+	}
+	s, err := x.Size()
+	if err != nil {
+		return fmt.Errorf("fid: image batch: %w", err)
+	}
+	if len(s) != 4 || s[1] != 3 || s[0] == 0 {
+		return fmt.Errorf("fid: images must be N×3×H×W with N > 0 (grey images repeated to 3 channels), got %v", s)
+	}
+	if dt := x.DType(); dt != gotch.Float {
+		return fmt.Errorf("fid: images must be float32 in [0, 1], got %v", dt)
+	}
+	if d := x.MustDevice(); d.IsCuda() != dev.IsCuda() || (d.IsCuda() && d.Value != dev.Value) {
+		return fmt.Errorf("fid: images are on %v but the network is on %v", d, dev)
+	}
+	return nil
+}
+
 // ErrTooFewImages is wrapped by CheckCount's error for a set of fewer than
 // 2 images: its covariance (ddof=1) is undefined, so there is no FID.
 var ErrTooFewImages = errors.New("the covariance needs at least 2 images")

@@ -1,6 +1,7 @@
 package fid
 
 import (
+	"encoding/binary"
 	"errors"
 	"image"
 	"image/color"
@@ -22,7 +23,7 @@ import (
 type pixelNet struct{}
 
 func (pixelNet) Features(x *ts.Tensor) (*ts.Tensor, error) {
-	if err := checkImages(x, gotch.CPU); err != nil {
+	if err := CheckImages(x, gotch.CPU); err != nil {
 		return nil, err
 	}
 	return x.MustNarrow(2, 0, 2, false).MustNarrow(3, 0, 2, true).MustFlatten(1, 3, true), nil
@@ -283,4 +284,34 @@ func TestUnitImages(t *testing.T) {
 	if _, err := UnitImages(make([]uint8, 5), []int64{1, 1, 2, 2}, gotch.CPU); err == nil {
 		t.Error("short pixels: no error")
 	}
+}
+
+// assertError fails unless err is non-nil, mentions every string of want
+// and, when is is not nil, wraps is.
+func assertError(t *testing.T, err error, want []string, is error) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	if is != nil && !errors.Is(err, is) {
+		t.Errorf("error %q is not %v", err, is)
+	}
+}
+
+func floats(t testing.TB, x *ts.Tensor) []float32 {
+	t.Helper()
+	b, err := x.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return out
 }

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/sugarme/gotch/ts"
 	"gonum.org/v1/gonum/mat"
 
-	"github.com/mollify/mollify/fid/internal/linalg"
+	"github.com/mollify/mollify/nn"
 )
 
 // Stats are the activation statistics FID compares: the mean and the
@@ -49,20 +50,22 @@ func (s *Stats) validate(name string) error {
 }
 
 // chunkRows is how many rows the Accumulator buffers before folding them in:
-// enough for the covariance update to run at GEMM speed.
+// enough for the covariance update to run at matmul speed.
 const chunkRows = 512
 
 // Accumulator streams feature rows into their mean and covariance. Rows are
 // buffered in chunks; each chunk's mean and centred scatter matrix are
 // merged into the running ones with Chan et al.'s pairwise update, which is
-// as accurate as numpy's two-pass np.cov.
+// as accurate as numpy's two-pass np.cov. The scatter matrices are float64
+// matmuls on libtorch (CPU).
 type Accumulator struct {
 	dim   int
 	count int
 	mean  []float64
-	m2    []float64 // Σ (x−mean)(x−mean)ᵀ, lower triangle, column-major
+	m2    []float64 // Σ (x−mean)(x−mean)ᵀ, upper triangle, row-major
 	buf   []float64 // pending rows, row-major
 	nbuf  int
+	err   error // a failed flush; the accumulator is unusable after it
 }
 
 // NewAccumulator returns an empty accumulator for dim-dimensional features.
@@ -104,7 +107,9 @@ func (a *Accumulator) AddFloat32(rows []float32) error {
 		rows = rows[n*a.dim:]
 		a.nbuf += n
 		if a.nbuf == chunkRows {
-			a.flush()
+			if err := a.flush(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -126,13 +131,18 @@ func (a *Accumulator) AddFloat64(rows []float64) error {
 		rows = rows[n*a.dim:]
 		a.nbuf += n
 		if a.nbuf == chunkRows {
-			a.flush()
+			if err := a.flush(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
 func (a *Accumulator) checkBatch(n int) error {
+	if a.err != nil {
+		return a.err
+	}
 	if n%a.dim != 0 {
 		return fmt.Errorf("fid: batch of %d values is not a whole number of %d-dimensional rows", n, a.dim)
 	}
@@ -140,10 +150,13 @@ func (a *Accumulator) checkBatch(n int) error {
 }
 
 // flush folds the buffered rows into mean and m2.
-func (a *Accumulator) flush() {
+func (a *Accumulator) flush() error {
+	if a.err != nil {
+		return a.err
+	}
 	nb, d := a.nbuf, a.dim
 	if nb == 0 {
-		return
+		return nil
 	}
 	rows := a.buf[:nb*d]
 	bmean := make([]float64, d)
@@ -161,8 +174,17 @@ func (a *Accumulator) flush() {
 			r[j] -= bmean[j]
 		}
 	}
-	// Row-major nb×d rows are column-major d×nb X; scatter = X·Xᵀ.
-	linalg.SyrkLower(false, d, nb, 1, rows, d, a.m2, d)
+	s, err := scatter(rows, nb, d)
+	if err != nil {
+		a.err = fmt.Errorf("fid: accumulating the covariance: %w", err)
+		return a.err
+	}
+	for j := 0; j < d; j++ {
+		dst := a.m2[j*d+j : j*d+d]
+		for i, v := range s[j*d+j : j*d+d] {
+			dst[i] += v
+		}
+	}
 	na := a.count
 	n := na + nb
 	if na > 0 {
@@ -174,9 +196,9 @@ func (a *Accumulator) flush() {
 		c := float64(na) * float64(nb) / float64(n)
 		for j := 0; j < d; j++ {
 			cj := c * delta[j]
-			col := a.m2[j+j*d : d+j*d]
+			row := a.m2[j*d+j : j*d+d]
 			for i, di := range delta[j:] {
-				col[i] += di * cj
+				row[i] += di * cj
 			}
 		}
 		f := float64(nb) / float64(n)
@@ -188,6 +210,19 @@ func (a *Accumulator) flush() {
 	}
 	a.count = n
 	a.nbuf = 0
+	return nil
+}
+
+// scatter returns Xᵀ·X (d×d, row-major) of the n×d row-major rows X.
+func scatter(rows []float64, n, d int) (s []float64, err error) {
+	defer nn.Recover(&err)
+	sc := ts.NewScope()
+	defer sc.Close()
+	x, err := float64Tensor(rows, int64(n), int64(d))
+	if err != nil {
+		return nil, err
+	}
+	return x.MustTranspose(0, 1, false).MustMatmul(x, false).Float64Values(), nil
 }
 
 // ErrTooFewSamples is returned by Accumulator.Stats with fewer than 2 rows.
@@ -196,18 +231,19 @@ var ErrTooFewSamples = errors.New("fid: the covariance needs at least 2 feature 
 // Stats returns the mean and unbiased covariance of the rows added so far.
 // The accumulator stays usable.
 func (a *Accumulator) Stats() (*Stats, error) {
-	a.flush()
+	if err := a.flush(); err != nil {
+		return nil, err
+	}
 	if a.count < 2 {
 		return nil, fmt.Errorf("%w (have %d)", ErrTooFewSamples, a.count)
 	}
 	d := a.dim
 	data := make([]float64, d*d)
 	s := 1 / float64(a.count-1)
-	// Column j of m2's lower triangle is row j of the upper one (row-major),
-	// then mirror in cache-sized tiles.
+	// The upper triangle, then mirrored in cache-sized tiles.
 	for j := 0; j < d; j++ {
 		dst := data[j*d+j : j*d+d]
-		for i, v := range a.m2[j+j*d : d+j*d] {
+		for i, v := range a.m2[j*d+j : j*d+d] {
 			dst[i] = v * s
 		}
 	}

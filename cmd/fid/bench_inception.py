@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """Feature-extraction throughput of pytorch-fid's Inception-v3 in PyTorch
-eager, the baseline of fid's BenchmarkInceptionFeatures:
+eager, the baseline of fid/inception's BenchmarkInceptionFeatures:
 
     /usr/bin/python3 cmd/fid/bench_inception.py --threads 1 --batch 16 --batches 4
-    MOLLIFY_THREADS=1 MOLLIFY_BENCH_BATCH=16 go test ./fid -run '^$' -bench InceptionFeatures -benchtime 4x
+    MOLLIFY_THREADS=1 MOLLIFY_BENCH_BATCH=16 go test ./fid/inception -run '^$' -bench InceptionFeatures -benchtime 4x
 
 What pytorch-fid's get_activations does per batch for dims 2048: the
 InceptionV3 forward (resize to 299 even when the images are 299x299,

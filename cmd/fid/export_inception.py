@@ -14,7 +14,7 @@ It returns (N, 3072): the features of pytorch-fid's four blocks (64, 192,
 The weights file is pytorch-fid's GitHub release "fid_weights":
 https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth
 
-fid/testdata/gen_inception.py imports this file, so the committed test
+fid/inception/testdata/gen_inception.py imports this file, so the committed test
 module is exported by the same code.
 """
 import sys

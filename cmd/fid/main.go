@@ -41,6 +41,8 @@ import (
 
 	"github.com/mollify/mollify/data"
 	"github.com/mollify/mollify/fid"
+	"github.com/mollify/mollify/fid/classifier"
+	"github.com/mollify/mollify/fid/inception"
 	"github.com/mollify/mollify/nn"
 )
 
@@ -89,7 +91,7 @@ func newFlags(o *options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.device, "device", "auto", "auto, cpu, cuda or cuda:N")
 	fs.IntVar(&o.dims, "dims", 2048, "Inception features: 64, 192, 768 or 2048")
 	fs.BoolVar(&o.saveStats, "save-stats", false, "write the statistics of PATH to OUT.npz instead of comparing")
-	fs.StringVar(&o.weights, "weights", "", "pt_inception-2015-12-05-6726825d.pth (default $"+fid.WeightsEnv+")")
+	fs.StringVar(&o.weights, "weights", "", "pt_inception-2015-12-05-6726825d.pth (default $"+inception.WeightsEnv+")")
 	fs.StringVar(&o.inception, "inception", "", "TorchScript export of the network (cmd/fid/export_inception.py) instead of -weights")
 	fs.IntVar(&o.threads, "threads", 0, "libtorch CPU threads (0: libtorch's default)")
 	fs.IntVar(&o.workers, "num-workers", 0, "accepted for pytorch-fid command lines; decoding uses all cores")
@@ -174,7 +176,7 @@ func compare(o options, paths []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--batch-size must be positive, got %d", o.batch)
 	}
 	if o.fcd && o.dimsSet {
-		return fmt.Errorf("--dims does not apply to --fcd: the classifier has %d features", fid.ClassifierDim)
+		return fmt.Errorf("--dims does not apply to --fcd: the classifier has %d features", classifier.Dim)
 	}
 	var method fid.Method
 	switch o.method {
@@ -186,11 +188,11 @@ func compare(o options, paths []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--method must be symmetric or scipy, not %q", o.method)
 	}
 	if !o.fcd && !validDims(o.dims) {
-		return fmt.Errorf("--dims must be one of %v, not %d", fid.Dims, o.dims)
+		return fmt.Errorf("--dims must be one of %v, not %d", inception.Dims, o.dims)
 	}
 	dims := o.dims
 	if o.fcd {
-		dims = fid.ClassifierDim
+		dims = classifier.Dim
 	}
 	for i, p := range paths {
 		if o.saveStats && i == 1 {
@@ -325,7 +327,7 @@ func checkDims(o options, paths []string, stats []*fid.Stats, dims int) error {
 }
 
 func validDims(d int) bool {
-	for _, x := range fid.Dims {
+	for _, x := range inception.Dims {
 		if x == d {
 			return true
 		}
@@ -340,25 +342,25 @@ func openNet(o options) (fid.FeatureNet, func(), error) {
 		return nil, nil, err
 	}
 	if o.fcd {
-		c, err := fid.LoadClassifier(fid.ClassifierPath(o.root), dev)
+		c, err := classifier.Load(classifier.Path(o.root), dev)
 		if err != nil {
 			return nil, nil, err
 		}
 		return c, c.Close, nil
 	}
-	opt := fid.InceptionOptions{Device: dev, Dims: o.dims}
+	opt := inception.Options{Device: dev, Dims: o.dims}
 	if o.inception != "" {
-		m, err := fid.LoadTorchScript(o.inception, opt)
+		m, err := inception.LoadTorchScript(o.inception, opt)
 		if err != nil {
 			return nil, nil, err
 		}
 		return m, m.Close, nil
 	}
-	path, err := fid.WeightsPath(o.weights)
+	path, err := inception.WeightsPath(o.weights)
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := fid.LoadInception(path, opt)
+	m, err := inception.Load(path, opt)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -403,7 +405,7 @@ func trainClassifier(args []string, stdout, stderr io.Writer) int {
 }
 
 func doTrainClassifier(root string, epochs int, device string, threads, limit int, seed uint64, force bool, stdout, stderr io.Writer) error {
-	path := fid.ClassifierPath(root)
+	path := classifier.Path(root)
 	if _, err := os.Stat(path); err == nil && !force {
 		fmt.Fprintf(stdout, "classifier already cached at %s (-force retrains)\n", path)
 		return nil
@@ -435,7 +437,7 @@ func doTrainClassifier(root string, epochs int, device string, threads, limit in
 		trainSet = data.Subset{Data: train, Indices: idx}
 	}
 	start := time.Now()
-	c, err := fid.TrainClassifier(trainSet, test, fid.ClassifierOptions{Device: dev, Epochs: epochs, Seed: seed, Log: stderr})
+	c, err := classifier.Train(trainSet, test, classifier.Options{Device: dev, Epochs: epochs, Seed: seed, Log: stderr})
 	if err != nil {
 		return err
 	}

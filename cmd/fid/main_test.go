@@ -20,6 +20,8 @@ import (
 
 	"github.com/mollify/mollify/data"
 	"github.com/mollify/mollify/fid"
+	"github.com/mollify/mollify/fid/classifier"
+	"github.com/mollify/mollify/fid/inception"
 )
 
 // meanNet's 64 features are the means of the first channel over an 8×8
@@ -181,7 +183,7 @@ func saveDiagonal(t *testing.T, path string, d int, mu, v float64) string {
 // agree with each other. An .npz against a folder must match the dimension
 // the folder is featurised at (--dims, default 2048).
 func TestNPZDims(t *testing.T) {
-	t.Setenv(fid.WeightsEnv, "")
+	t.Setenv(inception.WeightsEnv, "")
 	dir := t.TempDir()
 	a64 := saveDiagonal(t, filepath.Join(dir, "a64.npz"), 64, 0, 1)
 	b64 := saveDiagonal(t, filepath.Join(dir, "b64.npz"), 64, 0.5, 4)
@@ -242,7 +244,7 @@ func TestNPZDims(t *testing.T) {
 // writes the file); --strict makes that an error; fewer than 2 images are
 // always an error that says to add images.
 func TestFewImages(t *testing.T) {
-	t.Setenv(fid.WeightsEnv, "")
+	t.Setenv(inception.WeightsEnv, "")
 	five, one, imgs, more := digits(t, 0, 5), digits(t, 0, 1), digits(t, 10, 70), digits(t, 80, 70)
 	warning := []string{"fid: warning:", five, "5 images for 64-d", "singular", "unreliable", "rank ≤ 4", "--strict"}
 	for _, c := range []struct {
@@ -314,14 +316,14 @@ func TestFewImages(t *testing.T) {
 // TestClearErrors: each bad input, typed as a user would, gives one clear
 // line and exit status 1 (2 for usage errors), never a panic.
 func TestClearErrors(t *testing.T) {
-	t.Setenv(fid.WeightsEnv, "")
+	t.Setenv(inception.WeightsEnv, "")
 	imgs := digits(t, 0, 130)
 	empty := t.TempDir()
 	corrupt := filepath.Join(t.TempDir(), "bad.npz")
 	if err := os.WriteFile(corrupt, []byte("PK\x03\x04 this is no archive"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	wrongShape, err := filepath.Abs("../../fid/testdata/inception_slim_zip.pth")
+	wrongShape, err := filepath.Abs("../../fid/inception/testdata/inception_slim_zip.pth")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +333,7 @@ func TestClearErrors(t *testing.T) {
 		code int
 		want []string
 	}{
-		{"missing weights", []string{imgs, imgs, "--dims", "64"}, 1, []string{"weights", "fid_weights", fid.WeightsURL, fid.WeightsEnv}},
+		{"missing weights", []string{imgs, imgs, "--dims", "64"}, 1, []string{"weights", "fid_weights", inception.WeightsURL, inception.WeightsEnv}},
 		{"weights file not there", []string{"-weights", filepath.Join(empty, "pt.pth"), imgs, imgs, "--dims", "64"}, 1, []string{"pt.pth", "fid_weights"}},
 		{"wrong-shape weights", []string{"-weights", wrongShape, imgs, imgs, "--dims", "64", "--device", "cpu"}, 1, []string{"Conv2d_1a_3x3.conv.weight has shape [2 3 3 3]", "[32 3 3 3]"}},
 		{"empty folder", []string{empty, imgs}, 1, []string{empty, "no images"}},
@@ -372,7 +374,7 @@ func TestFCD(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "test accuracy") {
 		t.Fatalf("train-classifier: exit %d %s %s", code, out, errs)
 	}
-	if _, err := os.Stat(fid.ClassifierPath(root)); err != nil {
+	if _, err := os.Stat(classifier.Path(root)); err != nil {
 		t.Fatal(err)
 	}
 	if code, out, _ := runCmd("train-classifier", "-root", root); code != 0 || !strings.Contains(out, "already cached") {
@@ -418,8 +420,8 @@ func TestFCD(t *testing.T) {
 // MOLLIFY_INCEPTION names them: two disjoint sets of digits are closer to
 // each other than to upside-down digits.
 func TestPytorchFIDWeights(t *testing.T) {
-	if os.Getenv(fid.WeightsEnv) == "" {
-		t.Skip("set " + fid.WeightsEnv + " to pt_inception-2015-12-05-6726825d.pth to run")
+	if os.Getenv(inception.WeightsEnv) == "" {
+		t.Skip("set " + inception.WeightsEnv + " to pt_inception-2015-12-05-6726825d.pth to run")
 	}
 	a, b := digits(t, 0, 100), digits(t, 100, 100)
 	code, out, errs := runCmd("--dims", "64", "--device", "cpu", "-quiet", a, b)

@@ -1,4 +1,4 @@
-package fid
+package classifier
 
 import (
 	"errors"
@@ -15,36 +15,29 @@ import (
 	"github.com/mollify/mollify/nn"
 )
 
-// The Fréchet classifier distance (FCD) is the fallback for machines
-// without the Inception weights, for MNIST: the same Fréchet distance on
-// the penultimate features of a small MNIST classifier trained once by
-// `go run ./cmd/fid train-classifier`. Its values are not comparable with
-// FID (or with FCDs of another classifier) and are always labelled "fcd".
+// Dim is the size of the classifier's penultimate layer, the FCD's
+// feature dimension.
+const Dim = 128
 
-// ClassifierDim is the size of the classifier's penultimate layer, the
-// FCD's feature dimension.
-const ClassifierDim = 128
+// fileKind tags the cached file.
+const fileKind = "mollify MNIST classifier for the Fréchet classifier distance, v1"
 
-// classifierKind tags the cached file.
-const classifierKind = "mollify MNIST classifier for the Fréchet classifier distance, v1"
+// ErrNotTrained is wrapped when the cached classifier is missing.
+var ErrNotTrained = errors.New("the FCD classifier has not been trained")
 
-// ErrNoClassifier is wrapped when the cached classifier is missing.
-var ErrNoClassifier = errors.New("the FCD classifier has not been trained")
-
-// ClassifierPath is where train-classifier caches the classifier under a
-// data root.
-func ClassifierPath(root string) string {
+// Path is where train-classifier caches the classifier under a data root.
+func Path(root string) string {
 	if root == "" {
 		root = data.DefaultRoot
 	}
 	return filepath.Join(root, "fcd", "mnist_classifier.safetensors")
 }
 
-// Classifier is a small MNIST CNN: conv 3×3 (32) → ReLU → max pool 2 →
-// conv 3×3 (64) → ReLU → max pool 2 → linear 128 → ReLU (the features) →
-// linear 10. It is a FeatureNet for grey 28×28 images (32×32 padded MNIST
-// is cropped back; colour is averaged to grey).
-type Classifier struct {
+// Net is a small MNIST CNN: conv 3×3 (32) → ReLU → max pool 2 → conv 3×3
+// (64) → ReLU → max pool 2 → linear 128 → ReLU (the features) → linear 10.
+// It is a fid.FeatureNet for grey 28×28 images (32×32 padded MNIST is
+// cropped back; colour is averaged to grey).
+type Net struct {
 	store        *nn.Store
 	conv1, conv2 *nn.Conv2d
 	fc1, fc2     *nn.Linear
@@ -52,7 +45,7 @@ type Classifier struct {
 	Accuracy float64
 }
 
-func newClassifier(device gotch.Device) (c *Classifier, err error) {
+func newNet(device gotch.Device) (c *Net, err error) {
 	s := nn.NewStore(device)
 	defer func() {
 		if err != nil {
@@ -60,24 +53,24 @@ func newClassifier(device gotch.Device) (c *Classifier, err error) {
 		}
 	}()
 	p := s.Root()
-	c = &Classifier{store: s}
+	c = &Net{store: s}
 	if c.conv1, err = nn.NewConv2d(p.Sub("conv1"), 1, 32, 3, nn.ConvOptions{Padding: 1}); err != nil {
 		return nil, err
 	}
 	if c.conv2, err = nn.NewConv2d(p.Sub("conv2"), 32, 64, 3, nn.ConvOptions{Padding: 1}); err != nil {
 		return nil, err
 	}
-	if c.fc1, err = nn.NewLinear(p.Sub("fc1"), 64*7*7, ClassifierDim); err != nil {
+	if c.fc1, err = nn.NewLinear(p.Sub("fc1"), 64*7*7, Dim); err != nil {
 		return nil, err
 	}
-	if c.fc2, err = nn.NewLinear(p.Sub("fc2"), ClassifierDim, 10); err != nil {
+	if c.fc2, err = nn.NewLinear(p.Sub("fc2"), Dim, 10); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
 // forward maps N×1×28×28 images in [0, 1] to features and logits.
-func (c *Classifier) forward(x *ts.Tensor) (feat, logits *ts.Tensor) {
+func (c *Net) forward(x *ts.Tensor) (feat, logits *ts.Tensor) {
 	pool := func(h *ts.Tensor) *ts.Tensor {
 		return h.MustMaxPool2d([]int64{2, 2}, []int64{2, 2}, []int64{0, 0}, []int64{1, 1}, false, true)
 	}
@@ -92,10 +85,10 @@ func (c *Classifier) forward(x *ts.Tensor) (feat, logits *ts.Tensor) {
 func grey28(x *ts.Tensor) (*ts.Tensor, error) {
 	s := x.MustSize()
 	if len(s) != 4 || (s[1] != 1 && s[1] != 3) || s[0] == 0 {
-		return nil, fmt.Errorf("fid: classifier input must be N×C×H×W with C = 1 or 3, got %v", s)
+		return nil, fmt.Errorf("classifier: classifier input must be N×C×H×W with C = 1 or 3, got %v", s)
 	}
 	if x.DType() != gotch.Float {
-		return nil, fmt.Errorf("fid: classifier input must be float32 in [0, 1], got %v", x.DType())
+		return nil, fmt.Errorf("classifier: classifier input must be float32 in [0, 1], got %v", x.DType())
 	}
 	if s[1] == 3 {
 		x = x.MustMeanDim([]int64{1}, true, gotch.Float, false)
@@ -106,11 +99,11 @@ func grey28(x *ts.Tensor) (*ts.Tensor, error) {
 	case s[2] == 32 && s[3] == 32:
 		return x.MustNarrow(2, 2, 28, false).MustNarrow(3, 2, 28, true), nil
 	}
-	return nil, fmt.Errorf("fid: the MNIST classifier takes 28×28 images (or 32×32 padded), not %d×%d", s[2], s[3])
+	return nil, fmt.Errorf("classifier: the MNIST classifier takes 28×28 images (or 32×32 padded), not %d×%d", s[2], s[3])
 }
 
 // Features returns the penultimate (ReLU) activations, N×128.
-func (c *Classifier) Features(x *ts.Tensor) (out *ts.Tensor, err error) {
+func (c *Net) Features(x *ts.Tensor) (out *ts.Tensor, err error) {
 	defer nn.Recover(&err)
 	ts.NoGrad(func() {
 		sc := ts.NewScope()
@@ -125,55 +118,54 @@ func (c *Classifier) Features(x *ts.Tensor) (out *ts.Tensor, err error) {
 	return out, err
 }
 
-// Dim is ClassifierDim.
-func (c *Classifier) Dim() int { return ClassifierDim }
+// Dim is the package's Dim, 128.
+func (c *Net) Dim() int { return Dim }
 
 // Device is where the weights live.
-func (c *Classifier) Device() gotch.Device { return c.store.Device }
+func (c *Net) Device() gotch.Device { return c.store.Device }
 
 // Close frees the weights.
-func (c *Classifier) Close() { c.store.Close() }
+func (c *Net) Close() { c.store.Close() }
 
 // Save writes the weights and the accuracy to path (safetensors).
-func (c *Classifier) Save(path string) error {
+func (c *Net) Save(path string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("fid: %w", err)
+		return fmt.Errorf("classifier: %w", err)
 	}
-	meta := map[string]string{"kind": classifierKind, "test_accuracy": strconv.FormatFloat(c.Accuracy, 'f', 6, 64)}
+	meta := map[string]string{"kind": fileKind, "test_accuracy": strconv.FormatFloat(c.Accuracy, 'f', 6, 64)}
 	if err := nn.SaveTensors(path, c.store.Named(), meta); err != nil {
-		return fmt.Errorf("fid: saving the classifier: %w", err)
+		return fmt.Errorf("classifier: saving the classifier: %w", err)
 	}
 	return nil
 }
 
-// LoadClassifier reads a classifier saved by Save (train-classifier).
-func LoadClassifier(path string, device gotch.Device) (c *Classifier, err error) {
+// Load reads a classifier saved by Save (train-classifier).
+func Load(path string, device gotch.Device) (c *Net, err error) {
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("fid: %w (%v): train it once with `go run ./cmd/fid train-classifier`", ErrNoClassifier, err)
+		return nil, fmt.Errorf("classifier: %w (%v): train it once with `go run ./cmd/fid train-classifier`", ErrNotTrained, err)
 	}
 	sc := ts.NewScope()
 	defer sc.Close()
 	tensors, meta, err := nn.LoadTensors(path)
 	if err != nil {
-		return nil, fmt.Errorf("fid: loading the classifier: %w", err)
+		return nil, fmt.Errorf("classifier: loading the classifier: %w", err)
 	}
-	if meta["kind"] != classifierKind {
-		return nil, fmt.Errorf("fid: %s is not a classifier written by `go run ./cmd/fid train-classifier` (kind %q)", path, meta["kind"])
+	if meta["kind"] != fileKind {
+		return nil, fmt.Errorf("classifier: %s is not a classifier written by `go run ./cmd/fid train-classifier` (kind %q)", path, meta["kind"])
 	}
-	if c, err = newClassifier(device); err != nil {
+	if c, err = newNet(device); err != nil {
 		return nil, err
 	}
 	if err := c.store.Load(tensors); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("fid: %s: %w", path, err)
+		return nil, fmt.Errorf("classifier: %s: %w", path, err)
 	}
 	c.Accuracy, _ = strconv.ParseFloat(meta["test_accuracy"], 64)
 	return c, nil
 }
 
-// ClassifierOptions configure TrainClassifier; zero values take the
-// defaults in brackets.
-type ClassifierOptions struct {
+// Options configure Train; zero values take the defaults in brackets.
+type Options struct {
 	Device    gotch.Device
 	Epochs    int     // [2]
 	BatchSize int     // [128]
@@ -182,10 +174,10 @@ type ClassifierOptions struct {
 	Log       io.Writer // per-epoch loss; nil for none
 }
 
-// TrainClassifier trains the classifier on train (1×28×28 MNIST with
-// labels) and measures its accuracy on test. It seeds libtorch's generator
-// with opt.Seed.
-func TrainClassifier(train, test data.Dataset, opt ClassifierOptions) (c *Classifier, err error) {
+// Train trains the classifier on train (1×28×28 MNIST with labels) and
+// measures its accuracy on test. It seeds libtorch's generator with
+// opt.Seed.
+func Train(train, test data.Dataset, opt Options) (c *Net, err error) {
 	if opt.Epochs == 0 {
 		opt.Epochs = 2
 	}
@@ -197,16 +189,16 @@ func TrainClassifier(train, test data.Dataset, opt ClassifierOptions) (c *Classi
 	}
 	for _, ds := range []data.Dataset{train, test} {
 		if ch, h, w := ds.Shape(); ch != 1 || h != 28 || w != 28 {
-			return nil, fmt.Errorf("fid: the classifier trains on 1×28×28 MNIST, not %d×%d×%d", ch, h, w)
+			return nil, fmt.Errorf("classifier: the classifier trains on 1×28×28 MNIST, not %d×%d×%d", ch, h, w)
 		}
 	}
 	if opt.Epochs < 0 || opt.BatchSize < 0 || !(opt.LR > 0) {
-		return nil, fmt.Errorf("fid: classifier epochs, batch size and learning rate must be positive (%d, %d, %g)", opt.Epochs, opt.BatchSize, opt.LR)
+		return nil, fmt.Errorf("classifier: classifier epochs, batch size and learning rate must be positive (%d, %d, %g)", opt.Epochs, opt.BatchSize, opt.LR)
 	}
 	if err := ts.ManualSeed(opt.Seed); err != nil {
 		return nil, err
 	}
-	if c, err = newClassifier(opt.Device); err != nil {
+	if c, err = newNet(opt.Device); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -250,7 +242,7 @@ func TrainClassifier(train, test data.Dataset, opt ClassifierOptions) (c *Classi
 	return c, nil
 }
 
-func (c *Classifier) step(o *nn.Optimizer, b *data.Batch) (float64, error) {
+func (c *Net) step(o *nn.Optimizer, b *data.Batch) (float64, error) {
 	sc := ts.NewScope()
 	defer sc.Close()
 	x, y, err := c.batch(b)
@@ -270,7 +262,7 @@ func (c *Classifier) step(o *nn.Optimizer, b *data.Batch) (float64, error) {
 }
 
 // batch returns images in [0, 1] and labels on the classifier's device.
-func (c *Classifier) batch(b *data.Batch) (x, y *ts.Tensor, err error) {
+func (c *Net) batch(b *data.Batch) (x, y *ts.Tensor, err error) {
 	shape := []int64{int64(b.Shape[0]), int64(b.Shape[1]), int64(b.Shape[2]), int64(b.Shape[3])}
 	u8, err := ts.FromBytes(b.Pixels, shape, gotch.Uint8)
 	if err != nil {
@@ -285,7 +277,7 @@ func (c *Classifier) batch(b *data.Batch) (x, y *ts.Tensor, err error) {
 }
 
 // TestAccuracy is the fraction of ds (labelled 1×28×28) classified right.
-func (c *Classifier) TestAccuracy(ds data.Dataset) (acc float64, err error) {
+func (c *Net) TestAccuracy(ds data.Dataset) (acc float64, err error) {
 	defer nn.Recover(&err)
 	loader, err := data.NewLoader(ds, data.LoaderConfig{BatchSize: 1000})
 	if err != nil {

@@ -1,4 +1,4 @@
-package fid
+package classifier
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/mollify/mollify/data"
+	"github.com/mollify/mollify/fid"
 )
 
 // mnistSets loads MNIST (from the GoMNIST module unless ./datasets has it).
@@ -36,17 +37,17 @@ func firstN(ds data.Dataset, lo, n int) data.Subset {
 
 // A classifier trained briefly on 4000 digits, shared by the tests.
 var (
-	smallClassifier     *Classifier
+	smallClassifier     *Net
 	smallClassifierErr  error
 	smallClassifierOnce sync.Once
 )
 
-func trainedClassifier(t *testing.T) *Classifier {
+func trainedClassifier(t *testing.T) *Net {
 	t.Helper()
 	train, test := mnistSets(t)
 	smallClassifierOnce.Do(func() {
-		smallClassifier, smallClassifierErr = TrainClassifier(firstN(train, 0, 4000), firstN(test, 0, 1000),
-			ClassifierOptions{Device: gotch.CPU, Epochs: 1, BatchSize: 32, LR: 2e-3, Seed: 1})
+		smallClassifier, smallClassifierErr = Train(firstN(train, 0, 4000), firstN(test, 0, 1000),
+			Options{Device: gotch.CPU, Epochs: 1, BatchSize: 32, LR: 2e-3, Seed: 1})
 	})
 	if smallClassifierErr != nil {
 		t.Fatal(smallClassifierErr)
@@ -55,7 +56,7 @@ func trainedClassifier(t *testing.T) *Classifier {
 }
 
 // TestClassifierLearns: a short training run classifies held-out digits
-// well, and survives Save and LoadClassifier.
+// well, and survives Save and Load.
 func TestClassifierLearns(t *testing.T) {
 	c := trainedClassifier(t)
 	if c.Accuracy < 0.9 {
@@ -66,7 +67,7 @@ func TestClassifierLearns(t *testing.T) {
 	if err := c.Save(path); err != nil {
 		t.Fatal(err)
 	}
-	d, err := LoadClassifier(path, gotch.CPU)
+	d, err := Load(path, gotch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,8 +86,8 @@ func TestClassifierLearns(t *testing.T) {
 func TestFCD(t *testing.T) {
 	c := trainedClassifier(t)
 	_, test := mnistSets(t)
-	statsOf := func(ds data.Dataset) *Stats {
-		s, err := DatasetStats(c, ds, 250, nil)
+	statsOf := func(ds data.Dataset) *fid.Stats {
+		s, err := fid.DatasetStats(c, ds, 250, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,11 +96,11 @@ func TestFCD(t *testing.T) {
 	a, b := firstN(test, 0, 1000), firstN(test, 1000, 1000)
 	flipped := flipRows(t, firstN(test, 1000, 1000))
 	sa, sb, sf := statsOf(a), statsOf(b), statsOf(flipped)
-	same, err := FID(sa, sb)
+	same, err := fid.FID(sa, sb)
 	if err != nil {
 		t.Fatal(err)
 	}
-	diff, err := FID(sa, sf)
+	diff, err := fid.FID(sa, sf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestFCD(t *testing.T) {
 		t.Fatal(err)
 	}
 	sp := statsOf(firstN(padded, 0, 1000))
-	if d, err := FID(sa, sp); err != nil || d > 1e-6*same {
+	if d, err := fid.FID(sa, sp); err != nil || d > 1e-6*same {
 		t.Errorf("FCD of the same digits, 28×28 grey vs 32×32 RGB: %v (%v)", d, err)
 	}
 }
@@ -140,7 +141,7 @@ func flipRows(t *testing.T, ds data.Dataset) *data.Images {
 
 func TestClassifierErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := LoadClassifier(ClassifierPath(dir), gotch.CPU); !errors.Is(err, ErrNoClassifier) || !strings.Contains(err.Error(), "train-classifier") {
+	if _, err := Load(Path(dir), gotch.CPU); !errors.Is(err, ErrNotTrained) || !strings.Contains(err.Error(), "train-classifier") {
 		t.Errorf("missing classifier: %v", err)
 	}
 	train, _ := mnistSets(t)
@@ -148,7 +149,7 @@ func TestClassifierErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := TrainClassifier(firstN(train, 0, 10), padded, ClassifierOptions{Device: gotch.CPU}); err == nil || !strings.Contains(err.Error(), "1×28×28") {
+	if _, err := Train(firstN(train, 0, 10), padded, Options{Device: gotch.CPU}); err == nil || !strings.Contains(err.Error(), "1×28×28") {
 		t.Errorf("32×32 test set: %v", err)
 	}
 	c := trainedClassifier(t)
@@ -157,7 +158,7 @@ func TestClassifierErrors(t *testing.T) {
 	if _, err := c.Features(ts.MustZeros([]int64{2, 3, 30, 30}, gotch.Float, gotch.CPU)); err == nil || !strings.Contains(err.Error(), "28×28") {
 		t.Errorf("30×30 input: %v", err)
 	}
-	if _, err := DatasetStats(c, firstN(train, 0, 1), 64, nil); !errors.Is(err, ErrTooFewImages) {
+	if _, err := fid.DatasetStats(c, firstN(train, 0, 1), 64, nil); !errors.Is(err, fid.ErrTooFewImages) {
 		t.Errorf("1 image: %v", err)
 	}
 }

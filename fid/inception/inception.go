@@ -1,4 +1,4 @@
-package fid
+package inception
 
 import (
 	"encoding/binary"
@@ -11,6 +11,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"github.com/mollify/mollify/fid"
 	"github.com/mollify/mollify/fid/torchfile"
 	"github.com/mollify/mollify/nn"
 )
@@ -37,7 +38,7 @@ func blockOf(dims int) (int, error) {
 	if i := slices.Index(Dims, dims); i >= 0 {
 		return i, nil
 	}
-	return 0, fmt.Errorf("fid: dims must be one of %v (pytorch-fid's blocks), not %d", Dims, dims)
+	return 0, fmt.Errorf("inception: dims must be one of %v (pytorch-fid's blocks), not %d", Dims, dims)
 }
 
 // WeightsPath resolves the Inception weights path: flag if set, else
@@ -50,44 +51,34 @@ func WeightsPath(flag string) (string, error) {
 	}
 	hint := fmt.Sprintf("download pytorch-fid's pt_inception-2015-12-05-6726825d.pth (GitHub release \"fid_weights\": %s) and pass it with -weights or set %s to its path", WeightsURL, WeightsEnv)
 	if p == "" {
-		return "", fmt.Errorf("fid: %w: %s", ErrNoWeights, hint)
+		return "", fmt.Errorf("inception: %w: %s", ErrNoWeights, hint)
 	}
 	if st, err := os.Stat(p); err != nil || st.IsDir() {
-		return "", fmt.Errorf("fid: %w: %s (from %s) is not a file; %s", ErrNoWeights, p, from, hint)
+		return "", fmt.Errorf("inception: %w: %s (from %s) is not a file; %s", ErrNoWeights, p, from, hint)
 	}
 	return p, nil
 }
 
-// FeatureNet maps images to feature rows: x is N×3×H×W float32 with
-// values in [0, 1] on Device(); the result is N×Dim() float32 on the same
-// device, in the caller's scope. Implementations run without gradients
-// and never free x.
-type FeatureNet interface {
-	Features(x *ts.Tensor) (*ts.Tensor, error)
-	Dim() int
-	Device() gotch.Device
-}
-
-// InceptionOptions configure LoadInception.
-type InceptionOptions struct {
+// Options configure Load.
+type Options struct {
 	Device gotch.Device // where the weights live and the images must be
 	Dims   int          // 64, 192, 768 or 2048; 0 means 2048
 }
 
-func (o InceptionOptions) dims() int {
+func (o Options) dims() int {
 	if o.Dims == 0 {
 		return 2048
 	}
 	return o.Dims
 }
 
-// Inception is pytorch-fid's Inception-v3 (FIDInceptionA/C/E_1/E_2 blocks,
+// Net is pytorch-fid's Inception-v3 (FIDInceptionA/C/E_1/E_2 blocks,
 // BN eps 1e-3) in eval mode, evaluated with libtorch ops. Each
 // BasicConv2d's batch norm is folded into its convolution once, at load
 // (w·γ/√(σ²+ε), β−μ·γ/√(σ²+ε), in float64), which is exact up to float32
 // rounding; the 1×1 convolutions of a block that read the same input run as
-// one. Close frees the weights.
-type Inception struct {
+// one. It is a fid.FeatureNet. Close frees the weights.
+type Net struct {
 	store  *nn.Store
 	dims   int // features returned: opt.Dims / div
 	block  int // last block needed for dims
@@ -97,27 +88,27 @@ type Inception struct {
 	mixed3 []mixedBlock // Mixed_7a .. Mixed_7c
 }
 
-// LoadInception reads pytorch-fid's weights (pt_inception-2015-12-05-6726825d.pth,
+// Load reads pytorch-fid's weights (pt_inception-2015-12-05-6726825d.pth,
 // or any torch.save'd state dict with its names and shapes, in the legacy or
 // the zip format) onto opt.Device.
-func LoadInception(path string, opt InceptionOptions) (*Inception, error) {
-	return loadInception(path, opt, 1)
+func Load(path string, opt Options) (*Net, error) {
+	return load(path, opt, 1)
 }
 
-func loadInception(path string, opt InceptionOptions, div int64) (*Inception, error) {
+func load(path string, opt Options, div int64) (*Net, error) {
 	if _, err := blockOf(opt.dims()); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("fid: %w: %v; get pt_inception-2015-12-05-6726825d.pth from pytorch-fid's GitHub release \"fid_weights\" (%s)", ErrNoWeights, err, WeightsURL)
+		return nil, fmt.Errorf("inception: %w: %v; get pt_inception-2015-12-05-6726825d.pth from pytorch-fid's GitHub release \"fid_weights\" (%s)", ErrNoWeights, err, WeightsURL)
 	}
 	sd, err := torchfile.Load(path)
 	if err != nil {
-		return nil, fmt.Errorf("fid: reading the Inception weights: %w", err)
+		return nil, fmt.Errorf("inception: reading the Inception weights: %w", err)
 	}
-	m, err := newInception(stateDictSource(sd), opt, div)
+	m, err := newNet(stateDictSource(sd), opt, div)
 	if err != nil {
-		return nil, fmt.Errorf("fid: %s: %w", path, err)
+		return nil, fmt.Errorf("inception: %s: %w", path, err)
 	}
 	return m, nil
 }
@@ -159,9 +150,9 @@ func checkTorchvision(get weightSource, div int64) error {
 	return nil
 }
 
-// newInception builds the network from get. div divides every channel
+// newNet builds the network from get. div divides every channel
 // count but the input's, for the tests' reduced-width fixtures.
-func newInception(get weightSource, opt InceptionOptions, div int64) (m *Inception, err error) {
+func newNet(get weightSource, opt Options, div int64) (m *Net, err error) {
 	block, err := blockOf(opt.dims())
 	if err != nil {
 		return nil, err
@@ -176,7 +167,7 @@ func newInception(get weightSource, opt InceptionOptions, div int64) (m *Incepti
 	defer nn.Recover(&err) // before the deferred Close looks at err
 	sc := ts.NewScope()
 	defer sc.Close()
-	m = &Inception{store: b.store, dims: opt.dims() / int(div), block: block}
+	m = &Net{store: b.store, dims: opt.dims() / int(div), block: block}
 	m.stem0 = []*basicConv{
 		b.conv("Conv2d_1a_3x3", 3, 32, 3, 3, 2, 0, 0),
 		b.conv("Conv2d_2a_3x3", 32, 32, 3, 3, 1, 0, 0),
@@ -211,17 +202,17 @@ func newInception(get weightSource, opt InceptionOptions, div int64) (m *Incepti
 }
 
 // Dim is the feature size (opt.Dims).
-func (m *Inception) Dim() int { return m.dims }
+func (m *Net) Dim() int { return m.dims }
 
 // Device is where the weights live.
-func (m *Inception) Device() gotch.Device { return m.store.Device }
+func (m *Net) Device() gotch.Device { return m.store.Device }
 
 // Close frees the weights.
-func (m *Inception) Close() { m.store.Close() }
+func (m *Net) Close() { m.store.Close() }
 
 // Features returns the pooled activations of the block that gives Dim()
 // features, for images in [0, 1] (N×3×H×W, any H and W).
-func (m *Inception) Features(x *ts.Tensor) (*ts.Tensor, error) {
+func (m *Net) Features(x *ts.Tensor) (*ts.Tensor, error) {
 	out, err := m.blocks(x, m.block, false)
 	if err != nil {
 		return nil, err
@@ -232,9 +223,9 @@ func (m *Inception) Features(x *ts.Tensor) (*ts.Tensor, error) {
 // blocks runs the network up to block last and returns the pooled N×C
 // features of block last, and with all of blocks 0..last-1 too (the other
 // entries are nil).
-func (m *Inception) blocks(x *ts.Tensor, last int, all bool) (out [4]*ts.Tensor, err error) {
+func (m *Net) blocks(x *ts.Tensor, last int, all bool) (out [4]*ts.Tensor, err error) {
 	defer nn.Recover(&err)
-	if err := checkImages(x, m.Device()); err != nil {
+	if err := fid.CheckImages(x, m.Device()); err != nil {
 		return out, err
 	}
 	ts.NoGrad(func() {
@@ -281,27 +272,6 @@ func (m *Inception) blocks(x *ts.Tensor, last int, all bool) (out [4]*ts.Tensor,
 		pool(3, h)
 	})
 	return out, nil
-}
-
-// checkImages validates a batch for a FeatureNet.
-func checkImages(x *ts.Tensor, dev gotch.Device) error {
-	if x == nil {
-		return errors.New("fid: nil image batch")
-	}
-	s, err := x.Size()
-	if err != nil {
-		return fmt.Errorf("fid: image batch: %w", err)
-	}
-	if len(s) != 4 || s[1] != 3 || s[0] == 0 {
-		return fmt.Errorf("fid: images must be N×3×H×W with N > 0 (grey images repeated to 3 channels), got %v", s)
-	}
-	if dt := x.DType(); dt != gotch.Float {
-		return fmt.Errorf("fid: images must be float32 in [0, 1], got %v", dt)
-	}
-	if d := x.MustDevice(); d.IsCuda() != dev.IsCuda() || (d.IsCuda() && d.Value != dev.Value) {
-		return fmt.Errorf("fid: images are on %v but the network is on %v", d, dev)
-	}
-	return nil
 }
 
 // basicConv is BasicConv2d (conv without bias, BN eps 1e-3, ReLU) with
@@ -636,22 +606,22 @@ type TorchScript struct {
 
 // LoadTorchScript loads a module written by cmd/fid/export_inception.py
 // onto opt.Device and checks its output on a probe batch.
-func LoadTorchScript(path string, opt InceptionOptions) (*TorchScript, error) {
+func LoadTorchScript(path string, opt Options) (*TorchScript, error) {
 	return loadTorchScript(path, opt, 1)
 }
 
-func loadTorchScript(path string, opt InceptionOptions, div int64) (n *TorchScript, err error) {
+func loadTorchScript(path string, opt Options, div int64) (n *TorchScript, err error) {
 	defer nn.Recover(&err)
 	block, err := blockOf(opt.dims())
 	if err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("fid: %w: %v; export one with `python3 cmd/fid/export_inception.py pt_inception-2015-12-05-6726825d.pth %s` (weights: %s)", ErrNoWeights, err, path, WeightsURL)
+		return nil, fmt.Errorf("inception: %w: %v; export one with `python3 cmd/fid/export_inception.py pt_inception-2015-12-05-6726825d.pth %s` (weights: %s)", ErrNoWeights, err, path, WeightsURL)
 	}
 	m, err := ts.ModuleLoadOnDevice(path, opt.Device)
 	if err != nil {
-		return nil, fmt.Errorf("fid: loading TorchScript %s: %w", path, err)
+		return nil, fmt.Errorf("inception: loading TorchScript %s: %w", path, err)
 	}
 	n = &TorchScript{m: m, dev: opt.Device, div: div}
 	n.setDims(block)
@@ -660,7 +630,7 @@ func loadTorchScript(path string, opt InceptionOptions, div int64) (n *TorchScri
 	probe := ts.MustZeros([]int64{1, 3, 299, 299}, gotch.Float, opt.Device)
 	if _, err := n.Features(probe); err != nil {
 		m.Drop()
-		return nil, fmt.Errorf("fid: %s: %w", path, err)
+		return nil, fmt.Errorf("inception: %s: %w", path, err)
 	}
 	return n, nil
 }
@@ -685,17 +655,17 @@ func (n *TorchScript) Close() { n.m.Drop() }
 // Features runs the module and returns its Dim() columns.
 func (n *TorchScript) Features(x *ts.Tensor) (out *ts.Tensor, err error) {
 	defer nn.Recover(&err)
-	if err := checkImages(x, n.dev); err != nil {
+	if err := fid.CheckImages(x, n.dev); err != nil {
 		return nil, err
 	}
 	var y *ts.Tensor
 	ts.NoGrad(func() { y, err = n.m.ForwardTs([]*ts.Tensor{x}) })
 	if err != nil {
-		return nil, fmt.Errorf("fid: TorchScript forward: %w", err)
+		return nil, fmt.Errorf("inception: TorchScript forward: %w", err)
 	}
 	s := y.MustSize()
 	if width := 3072 / n.div; len(s) != 2 || s[1] != width || y.DType() != gotch.Float {
-		return nil, fmt.Errorf("fid: the TorchScript module returns %v %v, want float32 (N, %d): pooled features of pytorch-fid's four blocks, as cmd/fid/export_inception.py exports", y.DType(), s, width)
+		return nil, fmt.Errorf("inception: the TorchScript module returns %v %v, want float32 (N, %d): pooled features of pytorch-fid's four blocks, as cmd/fid/export_inception.py exports", y.DType(), s, width)
 	}
 	return y.MustNarrow(1, n.offset, int64(n.dims), true), nil
 }

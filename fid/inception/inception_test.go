@@ -1,4 +1,4 @@
-package fid
+package inception
 
 import (
 	"encoding/binary"
@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"codeberg.org/sbinet/npyio/npy"
+	"codeberg.org/sbinet/npyio/npz"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
-	"github.com/mollify/mollify/fid/npz"
+	"github.com/mollify/mollify/fid"
 	"github.com/mollify/mollify/fid/torchfile"
 	"github.com/mollify/mollify/nn"
 )
@@ -28,19 +30,45 @@ const parityTol = 1e-4
 
 // fixture is one of gen_inception.py's .npz files.
 type fixture struct {
-	images    *npz.Array // uint8 levels as float32, N×3×H×W
-	features  *npz.Array // N×(64+192+768+2048)/div
+	images    *array // uint8 levels as float32, N×3×H×W
+	features  *array // N×(64+192+768+2048)/div
 	checksums []float64
 	seed      uint64
 	div       int64
-	arrays    map[string]*npz.Array
+	arrays    map[string]*array
+}
+
+// array is one array of a fixture, as float64 in C order.
+type array struct {
+	Shape []int
+	Data  []float64
 }
 
 func loadFixture(t testing.TB, name string) *fixture {
 	t.Helper()
-	m, err := npz.ReadFile(filepath.Join("testdata", name))
+	m := map[string]*array{}
+	r, err := npz.Open(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatalf("%v (regenerate with testdata/gen_inception.py)", err)
+	}
+	defer r.Close()
+	for _, key := range r.Keys() {
+		var a npy.Array
+		if err := r.Read(key, &a); err != nil {
+			t.Fatalf("%s: %s: %v", name, key, err)
+		}
+		v := &array{Shape: a.Shape()}
+		switch d := a.Data().(type) {
+		case []float64:
+			v.Data = d
+		case []float32:
+			for _, x := range d {
+				v.Data = append(v.Data, float64(x))
+			}
+		default:
+			t.Fatalf("%s: %s is %T", name, key, d)
+		}
+		m[strings.TrimSuffix(key, ".npy")] = v
 	}
 	f := &fixture{images: m["images"], features: m["features"], checksums: m["checksums"].Data, div: 1, arrays: m}
 	if s := m["seed"]; s != nil {
@@ -56,14 +84,14 @@ func loadFixture(t testing.TB, name string) *fixture {
 
 // imageTensor turns stored uint8 levels into pytorch-fid's ToTensor
 // input, k/255, on the CPU.
-func imageTensor(t testing.TB, a *npz.Array) *ts.Tensor {
+func imageTensor(t testing.TB, a *array) *ts.Tensor {
 	t.Helper()
 	pix := make([]uint8, len(a.Data))
 	for i, v := range a.Data {
 		pix[i] = uint8(v)
 	}
 	shape := []int64{int64(a.Shape[0]), int64(a.Shape[1]), int64(a.Shape[2]), int64(a.Shape[3])}
-	x, err := UnitImages(pix, shape, gotch.CPU)
+	x, err := fid.UnitImages(pix, shape, gotch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +113,7 @@ func floats(t testing.TB, x *ts.Tensor) []float32 {
 
 // compareBlocks checks the four pooled blocks against the fixture's
 // concatenated features, row by row.
-func compareBlocks(t *testing.T, got [4]*ts.Tensor, want *npz.Array, div int64) {
+func compareBlocks(t *testing.T, got [4]*ts.Tensor, want *array, div int64) {
 	t.Helper()
 	n, width := want.Shape[0], want.Shape[1]
 	off := 0
@@ -128,7 +156,7 @@ func randomSource(t testing.TB, seed uint64, div int64, sums []float64) weightSo
 		}
 		return make([]float32, n), nil
 	}
-	m, err := newInception(zeros, InceptionOptions{Device: gotch.CPU}, div)
+	m, err := newNet(zeros, Options{Device: gotch.CPU}, div)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +224,7 @@ func randomSource(t testing.TB, seed uint64, div int64, sums []float64) weightSo
 // network, gives its 64/192/768/2048-d features.
 func TestInceptionFullWidthParity(t *testing.T) {
 	f := loadFixture(t, "inception_full.npz")
-	m, err := newInception(randomSource(t, f.seed, 1, f.checksums), InceptionOptions{Device: gotch.CPU}, 1)
+	m, err := newNet(randomSource(t, f.seed, 1, f.checksums), Options{Device: gotch.CPU}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +249,7 @@ func TestInceptionFiles(t *testing.T) {
 	small, big := imageTensor(t, f.images), imageTensor(t, f.arrays["big"])
 	for _, file := range []string{"inception_slim_legacy.pth", "inception_slim_zip.pth"} {
 		t.Run(file, func(t *testing.T) {
-			m, err := loadInception(filepath.Join("testdata", file), InceptionOptions{Device: gotch.CPU}, f.div)
+			m, err := load(filepath.Join("testdata", file), Options{Device: gotch.CPU}, f.div)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -239,14 +267,14 @@ func TestInceptionFiles(t *testing.T) {
 		})
 	}
 	t.Run("inception_slim_ts.pt", func(t *testing.T) {
-		m, err := loadTorchScript(filepath.Join("testdata", "inception_slim_ts.pt"), InceptionOptions{Device: gotch.CPU}, f.div)
+		m, err := loadTorchScript(filepath.Join("testdata", "inception_slim_ts.pt"), Options{Device: gotch.CPU}, f.div)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer m.Close()
 		for _, x := range []struct {
 			images *ts.Tensor
-			want   *npz.Array
+			want   *array
 		}{{small, f.features}, {big, f.arrays["big_features"]}} {
 			var got [4]*ts.Tensor
 			for b := range Dims {
@@ -268,7 +296,7 @@ func TestInceptionDims(t *testing.T) {
 	defer sc.Close()
 	x := imageTensor(t, f.images)
 	for _, d := range Dims {
-		m, err := loadInception(filepath.Join("testdata", "inception_slim_zip.pth"), InceptionOptions{Device: gotch.CPU, Dims: d}, f.div)
+		m, err := load(filepath.Join("testdata", "inception_slim_zip.pth"), Options{Device: gotch.CPU, Dims: d}, f.div)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,39 +328,39 @@ func TestInceptionErrors(t *testing.T) {
 		is   error
 	}{
 		{"missing file", func() error {
-			_, err := LoadInception(filepath.Join(dir, "nope.pth"), InceptionOptions{Device: gotch.CPU})
+			_, err := Load(filepath.Join(dir, "nope.pth"), Options{Device: gotch.CPU})
 			return err
 		}, []string{"nope.pth", "fid_weights", WeightsURL}, ErrNoWeights},
 		{"not a torch file", func() error {
-			_, err := LoadInception(garbage, InceptionOptions{Device: gotch.CPU})
+			_, err := Load(garbage, Options{Device: gotch.CPU})
 			return err
 		}, []string{"garbage.pth", "not a PyTorch file"}, nil},
 		{"full-size loader on reduced weights", func() error {
-			_, err := LoadInception(filepath.Join("testdata", "inception_slim_zip.pth"), InceptionOptions{Device: gotch.CPU})
+			_, err := Load(filepath.Join("testdata", "inception_slim_zip.pth"), Options{Device: gotch.CPU})
 			return err
 		}, []string{"Conv2d_1a_3x3.conv.weight has shape [2 3 3 3]", "[32 3 3 3]"}, nil},
 		{"wrong shape", func() error {
 			bad := maps(sd)
 			bad["Mixed_6c.branch7x7_2.conv.weight"] = &torchfile.Tensor{Shape: []int64{10, 10, 7, 1}, DType: torchfile.Float32, Raw: make([]byte, 4*700)}
-			_, err := newInception(stateDictSource(bad), InceptionOptions{Device: gotch.CPU}, 16)
+			_, err := newNet(stateDictSource(bad), Options{Device: gotch.CPU}, 16)
 			return err
 		}, []string{"Mixed_6c.branch7x7_2.conv.weight has shape [10 10 7 1]", "[10 10 1 7]"}, nil},
 		{"missing tensor", func() error {
 			bad := maps(sd)
 			delete(bad, "Mixed_7c.branch_pool.bn.running_var")
-			_, err := newInception(stateDictSource(bad), InceptionOptions{Device: gotch.CPU}, 16)
+			_, err := newNet(stateDictSource(bad), Options{Device: gotch.CPU}, 16)
 			return err
 		}, []string{"Mixed_7c.branch_pool.bn.running_var is missing"}, nil},
 		{"bad dims", func() error {
-			_, err := loadInception(filepath.Join("testdata", "inception_slim_zip.pth"), InceptionOptions{Device: gotch.CPU, Dims: 1000}, 16)
+			_, err := load(filepath.Join("testdata", "inception_slim_zip.pth"), Options{Device: gotch.CPU, Dims: 1000}, 16)
 			return err
 		}, []string{"dims must be one of [64 192 768 2048]", "1000"}, nil},
 		{"missing TorchScript", func() error {
-			_, err := LoadTorchScript(filepath.Join(dir, "model.pt"), InceptionOptions{Device: gotch.CPU})
+			_, err := LoadTorchScript(filepath.Join(dir, "model.pt"), Options{Device: gotch.CPU})
 			return err
 		}, []string{"model.pt", "export_inception.py"}, ErrNoWeights},
 		{"TorchScript of another width", func() error {
-			_, err := LoadTorchScript(filepath.Join("testdata", "inception_slim_ts.pt"), InceptionOptions{Device: gotch.CPU})
+			_, err := LoadTorchScript(filepath.Join("testdata", "inception_slim_ts.pt"), Options{Device: gotch.CPU})
 			return err
 		}, []string{"returns", "[1 192]", "(N, 3072)"}, nil},
 	} {
@@ -356,7 +384,7 @@ func TestTorchvisionWeightsRejected(t *testing.T) {
 		}
 		return make([]float32, n), nil
 	}
-	_, err := newInception(src, InceptionOptions{Device: gotch.CPU}, 1)
+	_, err := newNet(src, Options{Device: gotch.CPU}, 1)
 	if err == nil || !strings.Contains(err.Error(), "[1000 2048]") || !strings.Contains(err.Error(), "torchvision") {
 		t.Fatalf("error %v", err)
 	}
@@ -395,7 +423,7 @@ func TestWeightsPath(t *testing.T) {
 
 // TestInceptionRejectsBadImages: checkImages guards Features.
 func TestInceptionRejectsBadImages(t *testing.T) {
-	m, err := loadInception(filepath.Join("testdata", "inception_slim_zip.pth"), InceptionOptions{Device: gotch.CPU}, 16)
+	m, err := load(filepath.Join("testdata", "inception_slim_zip.pth"), Options{Device: gotch.CPU}, 16)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +448,7 @@ func TestInceptionRejectsBadImages(t *testing.T) {
 // dims 2048) with random full-width weights, in images/s; compare with
 // cmd/fid/bench_inception.py at the same threads and batch:
 //
-//	MOLLIFY_THREADS=1 go test ./fid -run '^$' -bench InceptionFeatures -benchtime 4x
+//	MOLLIFY_THREADS=1 go test ./fid/inception -run '^$' -bench InceptionFeatures -benchtime 4x
 //	/usr/bin/python3 cmd/fid/bench_inception.py --threads 1 --batch 16 --batches 4
 //
 // MOLLIFY_BENCH_BATCH sets the batch size (default 16).
@@ -430,7 +458,7 @@ func BenchmarkInceptionFeatures(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("MOLLIFY_BENCH_BATCH")); err == nil && v > 0 {
 		batch = v
 	}
-	m, err := newInception(randomSource(b, 1, 1, nil), InceptionOptions{Device: gotch.CPU}, 1)
+	m, err := newNet(randomSource(b, 1, 1, nil), Options{Device: gotch.CPU}, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -467,7 +495,7 @@ func TestInceptionCUDA(t *testing.T) {
 	}
 	dev := gotch.CudaBuilder(0)
 	const tol = 0.05
-	check := func(name string, got [4]*ts.Tensor, want *npz.Array, div int64) {
+	check := func(name string, got [4]*ts.Tensor, want *array, div int64) {
 		n, width := want.Shape[0], want.Shape[1]
 		off := 0
 		for b, d := range Dims {
@@ -495,7 +523,7 @@ func TestInceptionCUDA(t *testing.T) {
 	sc := ts.NewScope()
 	defer sc.Close()
 	f := loadFixture(t, "inception_full.npz")
-	m, err := newInception(randomSource(t, f.seed, 1, f.checksums), InceptionOptions{Device: dev}, 1)
+	m, err := newNet(randomSource(t, f.seed, 1, f.checksums), Options{Device: dev}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +537,7 @@ func TestInceptionCUDA(t *testing.T) {
 
 	s := loadFixture(t, "inception_slim.npz")
 	small := imageTensor(t, s.images).MustTo(dev, false)
-	slim, err := loadInception(filepath.Join("testdata", "inception_slim_legacy.pth"), InceptionOptions{Device: dev}, s.div)
+	slim, err := load(filepath.Join("testdata", "inception_slim_legacy.pth"), Options{Device: dev}, s.div)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +546,7 @@ func TestInceptionCUDA(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("reduced, legacy file", got, s.features, s.div)
-	tsm, err := loadTorchScript(filepath.Join("testdata", "inception_slim_ts.pt"), InceptionOptions{Device: dev}, s.div)
+	tsm, err := loadTorchScript(filepath.Join("testdata", "inception_slim_ts.pt"), Options{Device: dev}, s.div)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -530,9 +558,9 @@ func TestInceptionCUDA(t *testing.T) {
 	check("reduced, TorchScript", tsGot, s.features, s.div)
 
 	// Statistics straight from CUDA features.
-	acc, _ := NewAccumulator(m.Dim())
+	acc, _ := fid.NewAccumulator(m.Dim())
 	batch := ts.MustRand([]int64{50, 3, 299, 299}, gotch.Float, dev)
-	if err := Accumulate(acc, m, batch); err != nil {
+	if err := fid.Accumulate(acc, m, batch); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

@@ -10,12 +10,15 @@
 // count and little-endian bytes. The zip format holds the object pickle in
 // <name>/data.pkl and each storage in <name>/data/<key>.
 //
-// A minimal pickle machine (protocols 0–4 as torch.save uses them) rebuilds
-// the object, understanding collections.OrderedDict, dict,
-// torch._utils._rebuild_tensor(_v2), _rebuild_parameter and the
-// torch.*Storage types; anything else becomes an opaque object. Tensors are
-// copied out of their storages in C order, honouring sizes, strides and
-// storage offsets, so views (transposes, slices) come out right.
+// The pickles are run by github.com/nlpodyssey/gopickle, with this
+// package's hooks for torch: persistent ids resolve to storages (legacy
+// storage views included), and torch._utils._rebuild_tensor(_v2),
+// _rebuild_parameter and _rebuild_from_type_v2 rebuild tensors over them;
+// any other class becomes an opaque object. Tensors are copied out of
+// their storages in C order, honouring sizes, strides and storage offsets,
+// so views (transposes, slices) come out right. (gopickle's own pytorch
+// package is not used: it panics on legacy storage views and keeps
+// storages as typed slices, not bytes.)
 //
 // Nested dicts are flattened with dotted names (a checkpoint's
 // {"model": {"w": t}} gives "model.w"); non-tensor leaves are skipped. A

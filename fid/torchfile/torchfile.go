@@ -13,6 +13,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/nlpodyssey/gopickle/pickle"
+	"github.com/nlpodyssey/gopickle/types"
 )
 
 // DType is a tensor element type.
@@ -215,22 +218,131 @@ type tensorRef struct {
 	size, stride []int64
 }
 
+// storageType is a torch.*Storage class, as a storage's persistent id
+// names it.
+type storageType struct{ dtype DType }
+
+// class is a Python class or function the loader does not know: calling or
+// instantiating it gives an opaque object, which is never a tensor.
+type class struct{ module, name string }
+
+func (c *class) String() string                 { return c.module + "." + c.name }
+func (c *class) Call(args ...any) (any, error)  { return &object{class: c, args: args}, nil }
+func (c *class) PyNew(args ...any) (any, error) { return &object{class: c, args: args}, nil }
+
+type object struct {
+	class *class
+	args  []any
+}
+
+// PySetState drops the state: objects only get a name in errors.
+func (o *object) PySetState(any) error { return nil }
+
+// function is a torch function the loader implements.
+type function func(args ...any) (any, error)
+
+func (f function) Call(args ...any) (any, error) { return f(args...) }
+
+// findClass resolves the globals a pickle names, for gopickle (which knows
+// dict, list, collections.OrderedDict and copyreg itself).
+func findClass(module, name string) (any, error) {
+	switch module + "." + name {
+	case "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor":
+		return function(rebuildTensor), nil
+	case "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state":
+		// (data, requires_grad, backward_hooks[, state]): the data is the tensor.
+		return function(func(args ...any) (any, error) {
+			if len(args) < 1 {
+				return nil, errors.New("_rebuild_parameter without arguments")
+			}
+			return args[0], nil
+		}), nil
+	case "torch._tensor._rebuild_from_type_v2":
+		// (func, type, args, state): rebuild with func, drop the subclass.
+		return function(func(args ...any) (any, error) {
+			if len(args) != 4 {
+				return nil, fmt.Errorf("_rebuild_from_type_v2 needs 4 arguments, got %d", len(args))
+			}
+			f, ok1 := args[0].(types.Callable)
+			a, ok2 := args[2].(*types.Tuple)
+			if !ok1 || !ok2 {
+				return nil, errors.New("_rebuild_from_type_v2: malformed arguments")
+			}
+			return f.Call(*a...)
+		}), nil
+	}
+	if module == "torch" {
+		for i, info := range dtypeInfo {
+			if info.storage == name {
+				return &storageType{DType(i)}, nil
+			}
+		}
+	}
+	return &class{module, name}, nil
+}
+
+// rebuildTensor is torch._utils._rebuild_tensor(_v2): (storage,
+// storage_offset, size, stride, ...).
+func rebuildTensor(args ...any) (any, error) {
+	if len(args) < 4 {
+		return nil, fmt.Errorf("_rebuild_tensor needs 4 or more arguments, got %d", len(args))
+	}
+	st, ok := args[0].(*storage)
+	if !ok {
+		return nil, fmt.Errorf("_rebuild_tensor: first argument is %T, not a storage", args[0])
+	}
+	off, ok := args[1].(int)
+	if !ok {
+		return nil, fmt.Errorf("_rebuild_tensor: storage offset is %T", args[1])
+	}
+	size, err1 := ints(args[2])
+	stride, err2 := ints(args[3])
+	if err1 != nil || err2 != nil || len(size) != len(stride) {
+		return nil, fmt.Errorf("_rebuild_tensor: bad size %v or stride %v", args[2], args[3])
+	}
+	return &tensorRef{storage: st, offset: int64(off), size: size, stride: stride}, nil
+}
+
+// ints reads a tuple (or torch.Size) of ints.
+func ints(v any) ([]int64, error) {
+	t, ok := v.(*types.Tuple)
+	if !ok {
+		if o, isObj := v.(*object); isObj && o.class.String() == "torch.Size" && len(o.args) == 1 {
+			return ints(o.args[0])
+		}
+		return nil, fmt.Errorf("%T is not a tuple", v)
+	}
+	out := make([]int64, len(*t))
+	for i, x := range *t {
+		n, ok := x.(int)
+		if !ok {
+			return nil, fmt.Errorf("element %d is %T", i, x)
+		}
+		out[i] = int64(n)
+	}
+	return out, nil
+}
+
 // loader holds the storages one file refers to.
 type loader struct {
 	storages map[string]*storage
 }
 
+// persistentLoad resolves torch.save's persistent ids: ('storage',
+// storage_type, key, location, numel[, view_metadata]), and ('module',
+// class, ...) for pickled modules.
 func (l *loader) persistentLoad(pid any) (any, error) {
-	t, ok := pid.(tuple)
-	if !ok || len(t) == 0 {
+	tp, ok := pid.(*types.Tuple)
+	if !ok || len(*tp) == 0 {
 		return nil, fmt.Errorf("persistent id %v is not a tuple", pid)
 	}
+	t := *tp
 	kind, _ := t[0].(string)
 	switch kind {
 	case "module":
 		if len(t) > 1 {
-			if g, ok := t[1].(global); ok {
-				return g, nil
+			if c, ok := t[1].(*class); ok {
+				return c, nil
 			}
 		}
 		return nil, errors.New("malformed module persistent id")
@@ -241,129 +353,67 @@ func (l *loader) persistentLoad(pid any) (any, error) {
 	if len(t) != 5 && len(t) != 6 {
 		return nil, fmt.Errorf("storage persistent id has %d fields", len(t))
 	}
-	g, ok := t[1].(global)
-	if !ok || g.module != "torch" {
-		return nil, fmt.Errorf("storage type %v is not a torch storage", t[1])
-	}
-	dt := DType(-1)
-	for i, info := range dtypeInfo {
-		if info.storage == g.name {
-			dt = DType(i)
-		}
-	}
-	if dt < 0 {
-		return nil, fmt.Errorf("unsupported storage type torch.%s", g.name)
+	st, ok := t[1].(*storageType)
+	if !ok {
+		return nil, fmt.Errorf("unsupported storage type %v", t[1])
 	}
 	key, ok1 := t[2].(string)
-	numel, ok2 := t[4].(int64)
+	numel, ok2 := t[4].(int)
 	if !ok1 || !ok2 || numel < 0 {
-		return nil, fmt.Errorf("malformed storage persistent id %v", t)
+		return nil, fmt.Errorf("malformed storage persistent id %v", tp)
 	}
 	root := l.storages[key]
 	if root == nil {
-		root = &storage{key: key, dtype: dt, numel: numel}
+		root = &storage{key: key, dtype: st.dtype, numel: int64(numel)}
 		l.storages[key] = root
 	}
 	if len(t) == 6 && t[5] != nil { // legacy view_metadata (view_key, offset, size)
-		vm, ok := t[5].(tuple)
-		if !ok || len(vm) != 3 {
+		vm, ok := t[5].(*types.Tuple)
+		if !ok || len(*vm) != 3 {
 			return nil, fmt.Errorf("malformed view metadata %v", t[5])
 		}
-		vkey, ok1 := vm[0].(string)
-		off, ok2 := vm[1].(int64)
-		vsize, ok3 := vm[2].(int64)
+		vkey, ok1 := (*vm)[0].(string)
+		off, ok2 := (*vm)[1].(int)
+		vsize, ok3 := (*vm)[2].(int)
 		if !ok1 || !ok2 || !ok3 || off < 0 || vsize < 0 {
 			return nil, fmt.Errorf("malformed view metadata %v", vm)
 		}
 		if v := l.storages[vkey]; v != nil {
 			return v, nil
 		}
-		v := &storage{key: vkey, dtype: dt, numel: vsize, root: root, offset: off}
+		v := &storage{key: vkey, dtype: st.dtype, numel: int64(vsize), root: root, offset: int64(off)}
 		l.storages[vkey] = v
 		return v, nil
 	}
 	return root, nil
 }
 
-func (l *loader) reduce(fn global, args tuple) (any, error) {
-	switch fn.String() {
-	case "collections.OrderedDict", "builtins.dict":
-		d := newDict()
-		if len(args) == 1 { // OrderedDict([(k, v), ...])
-			if items, ok := args[0].(*list); ok {
-				for _, it := range items.items {
-					kv, ok := it.(tuple)
-					if !ok || len(kv) != 2 {
-						return nil, errors.New("OrderedDict item is not a pair")
-					}
-					if err := d.set(kv[0], kv[1]); err != nil {
-						return nil, err
-					}
-				}
-			}
+// unpickle runs the next pickle of r on gopickle; objects holds
+// storages (persistent ids), headers do not.
+func (l *loader) unpickle(r *bytes.Reader, objects bool) (v any, err error) {
+	// gopickle v0.3.0 indexes out of range on some malformed pickles (the
+	// opcode 0xff, an empty LONG1): a damaged file, not a bug here.
+	defer func() {
+		if p := recover(); p != nil {
+			v, err = nil, fmt.Errorf("unsupported opcode or corrupt pickle (gopickle: %v)", p)
 		}
-		return d, nil
-	case "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor":
-		if len(args) < 4 {
-			return nil, fmt.Errorf("%v needs 4 or more arguments, got %d", fn, len(args))
-		}
-		st, ok := args[0].(*storage)
-		if !ok {
-			return nil, fmt.Errorf("%v: first argument is %T, not a storage", fn, args[0])
-		}
-		off, ok := args[1].(int64)
-		if !ok {
-			return nil, fmt.Errorf("%v: storage offset is %T", fn, args[1])
-		}
-		size, err1 := ints(args[2])
-		stride, err2 := ints(args[3])
-		if err1 != nil || err2 != nil || len(size) != len(stride) {
-			return nil, fmt.Errorf("%v: bad size %v or stride %v", fn, args[2], args[3])
-		}
-		return &tensorRef{storage: st, offset: off, size: size, stride: stride}, nil
-	case "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state":
-		if len(args) < 1 {
-			return nil, fmt.Errorf("%v without arguments", fn)
-		}
-		return args[0], nil
-	case "torch._tensor._rebuild_from_type_v2":
-		// (func, type, args, state): rebuild with func, drop the subclass.
-		if len(args) != 4 {
-			return nil, fmt.Errorf("%v needs 4 arguments", fn)
-		}
-		g, ok1 := args[0].(global)
-		a, ok2 := args[2].(tuple)
-		if !ok1 || !ok2 {
-			return nil, fmt.Errorf("%v: malformed arguments", fn)
-		}
-		return l.reduce(g, a)
+	}()
+	u := pickle.NewUnpickler(r)
+	u.FindClass = findClass
+	u.PersistentLoad = func(any) (any, error) { return nil, errors.New("persistent id outside the object pickle") }
+	if objects {
+		u.PersistentLoad = l.persistentLoad
 	}
-	return &object{class: fn, args: args}, nil
-}
-
-func ints(v any) ([]int64, error) {
-	t, ok := v.(tuple)
-	if !ok {
-		if o, isObj := v.(*object); isObj && o.class.String() == "torch.Size" && len(o.args) == 1 {
-			return ints(o.args[0])
-		}
-		return nil, fmt.Errorf("%T is not a tuple", v)
+	v, err = u.Load()
+	switch {
+	case err == nil:
+		return v, nil
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return nil, fmt.Errorf("truncated pickle (%w)", err)
+	case strings.HasPrefix(err.Error(), "unknown opcode"): // gopickle's message
+		return nil, fmt.Errorf("unsupported opcode: %w", err)
 	}
-	out := make([]int64, len(t))
-	for i, x := range t {
-		n, ok := x.(int64)
-		if !ok {
-			return nil, fmt.Errorf("element %d is %T", i, x)
-		}
-		out[i] = n
-	}
-	return out, nil
-}
-
-func (l *loader) unpickle(data []byte, pos int) (any, int, error) {
-	u := &unpickler{data: data, pos: pos, persid: l.persistentLoad, reduce: l.reduce}
-	v, err := u.run()
-	return v, u.pos, err
+	return nil, err
 }
 
 // legacyMagic is torch.serialization.MAGIC_NUMBER.
@@ -371,51 +421,51 @@ var legacyMagic, _ = new(big.Int).SetString("1950a86a20f9469cfc6c", 16)
 
 func parseLegacy(b []byte) (StateDict, error) {
 	l := &loader{storages: map[string]*storage{}}
-	noStorages := func(any) (any, error) { return nil, errors.New("persistent id outside the object pickle") }
-	header := func(pos int, what string) (any, int, error) {
-		u := &unpickler{data: b, pos: pos, persid: noStorages, reduce: l.reduce}
-		v, err := u.run()
+	r := bytes.NewReader(b)
+	header := func(what string) (any, error) {
+		v, err := l.unpickle(r, false)
 		if err != nil {
-			return nil, 0, fmt.Errorf("torchfile: legacy %s: %w", what, err)
+			return nil, fmt.Errorf("torchfile: legacy %s: %w", what, err)
 		}
-		return v, u.pos, nil
+		return v, nil
 	}
-	magic, pos, err := header(0, "magic number")
+	magic, err := header("magic number")
 	if err != nil {
 		return nil, err
 	}
 	if m, ok := magic.(*big.Int); !ok || m.Cmp(legacyMagic) != 0 {
 		return nil, fmt.Errorf("torchfile: pickle stream does not start with torch's magic number (got %v): not a torch.save file", magic)
 	}
-	proto, pos, err := header(pos, "protocol version")
+	proto, err := header("protocol version")
 	if err != nil {
 		return nil, err
 	}
-	if proto != int64(1001) {
+	if proto != 1001 {
 		return nil, fmt.Errorf("torchfile: legacy protocol version %v, want 1001", proto)
 	}
-	info, pos, err := header(pos, "sys_info")
+	info, err := header("sys_info")
 	if err != nil {
 		return nil, err
 	}
-	if d, ok := info.(*dict); ok {
-		if i, ok := d.index["little_endian"]; ok && d.vals[i] != true {
+	if d, ok := info.(*types.Dict); ok {
+		if le, ok := d.Get("little_endian"); ok && le != true {
 			return nil, errors.New("torchfile: the file was written on a big-endian machine, which is not supported")
 		}
 	}
-	obj, pos, err := l.unpickle(b, pos)
+	obj, err := l.unpickle(r, true)
 	if err != nil {
 		return nil, fmt.Errorf("torchfile: legacy object: %w", err)
 	}
-	keysObj, pos, err := header(pos, "storage keys")
+	keysObj, err := header("storage keys")
 	if err != nil {
 		return nil, err
 	}
-	keys, ok := keysObj.(*list)
+	keys, ok := keysObj.(*types.List)
 	if !ok {
 		return nil, fmt.Errorf("torchfile: storage key list is %T", keysObj)
 	}
-	for _, k := range keys.items {
+	pos := len(b) - r.Len()
+	for _, k := range *keys {
 		key, _ := k.(string)
 		st := l.storages[key]
 		if st == nil || st.root != nil {
@@ -436,7 +486,7 @@ func parseLegacy(b []byte) (StateDict, error) {
 		st.data = b[pos : pos+int(nb)]
 		pos += int(nb)
 	}
-	return collect(obj, l)
+	return collect(obj)
 }
 
 func parseZip(b []byte) (StateDict, error) {
@@ -472,7 +522,7 @@ func parseZip(b []byte) (StateDict, error) {
 		return nil, err
 	}
 	l := &loader{storages: map[string]*storage{}}
-	obj, _, err := l.unpickle(pkl, 0)
+	obj, err := l.unpickle(bytes.NewReader(pkl), true)
 	if err != nil {
 		return nil, fmt.Errorf("torchfile: data.pkl: %w", err)
 	}
@@ -490,7 +540,7 @@ func parseZip(b []byte) (StateDict, error) {
 		}
 		st.data = st.data[:nb]
 	}
-	return collect(obj, l)
+	return collect(obj)
 }
 
 func readZipFile(f *zip.File, limit int64) ([]byte, error) {
@@ -515,52 +565,68 @@ func readZipFile(f *zip.File, limit int64) ([]byte, error) {
 }
 
 // collect flattens the unpickled object into a state dict.
-func collect(obj any, l *loader) (StateDict, error) {
-	switch o := obj.(type) {
-	case *dict:
-	case *object:
-		return nil, fmt.Errorf("torchfile: the file holds a pickled %v object, not a state dict; load it in Python and torch.save(model.state_dict(), path)", o.class)
-	case *tensorRef:
-		return nil, errors.New("torchfile: the file holds a single tensor, not a state dict")
-	default:
+func collect(obj any) (StateDict, error) {
+	if _, ok := items(obj); !ok {
+		switch o := obj.(type) {
+		case *object:
+			return nil, fmt.Errorf("torchfile: the file holds a pickled %v object, not a state dict; load it in Python and torch.save(model.state_dict(), path)", o.class)
+		case *tensorRef:
+			return nil, errors.New("torchfile: the file holds a single tensor, not a state dict")
+		}
 		return nil, fmt.Errorf("torchfile: the file holds a %T, not a state dict", obj)
 	}
 	sd := StateDict{}
-	var walk func(d *dict, prefix string) error
-	walk = func(d *dict, prefix string) error {
-		for i, k := range d.keys {
+	var walk func(d any, prefix string) error
+	walk = func(d any, prefix string) error {
+		kv, _ := items(d)
+		for _, e := range kv {
 			var name string
-			switch k := k.(type) {
+			switch k := e.Key.(type) {
 			case string:
 				name = k
-			case int64:
-				name = strconv.FormatInt(k, 10)
+			case int:
+				name = strconv.Itoa(k)
 			default:
 				continue
 			}
 			name = prefix + name
-			switch v := d.vals[i].(type) {
-			case *tensorRef:
+			if v, ok := e.Value.(*tensorRef); ok {
 				t, err := v.materialize()
 				if err != nil {
 					return fmt.Errorf("torchfile: tensor %q: %w", name, err)
 				}
 				sd[name] = t
-			case *dict:
-				if err := walk(v, name+"."); err != nil {
+			} else if _, ok := items(e.Value); ok {
+				if err := walk(e.Value, name+"."); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
-	if err := walk(obj.(*dict), ""); err != nil {
+	if err := walk(obj, ""); err != nil {
 		return nil, err
 	}
 	if len(sd) == 0 {
 		return nil, errors.New("torchfile: the file's dict holds no tensors")
 	}
 	return sd, nil
+}
+
+// items returns the entries of a dict or OrderedDict in order.
+func items(v any) ([]types.DictEntry, bool) {
+	switch d := v.(type) {
+	case *types.Dict:
+		return *d, true
+	case *types.OrderedDict:
+		out := make([]types.DictEntry, 0, d.Len())
+		for el := d.List.Front(); el != nil; el = el.Next() {
+			e := el.Value.(*types.OrderedDictEntry)
+			out = append(out, types.DictEntry{Key: e.Key, Value: e.Value})
+		}
+		return out, true
+	}
+	return nil, false
 }
 
 // materialize copies the viewed elements out in C order.

@@ -169,6 +169,8 @@ func TestRejects(t *testing.T) {
 		{"truncated storages", legacy[:len(legacy)-10], "truncated in storage"},
 		{"wrong magic", noMagic, "magic number"},
 		{"bad opcode", append(slices.Clone(legacy[:137]), 0x80, 2, 0xff), "unsupported opcode"},
+		{"unknown opcode", append(slices.Clone(legacy[:137]), 0x80, 2, 0xfe), "unsupported opcode"},
+		{"empty LONG1", append(slices.Clone(legacy[:137]), 0x80, 2, 0x8a, 0), "corrupt pickle"},
 		{"zip corrupted", flipped, "corrupt"},
 		{"zip truncated", zipped[:len(zipped)/2], "corrupt zip archive"},
 	}

@@ -1,10 +1,10 @@
 #!/usr/bin/python3
-"""Fixtures for fid's Inception-v3 parity tests (fid/inception_test.go).
+"""Fixtures for fid/inception's Inception-v3 parity tests (inception_test.go).
 
 Run with Debian's /usr/bin/python3 (torch 1.13, torchvision 0.14) from this
 directory:  /usr/bin/python3 gen_inception.py
 
-pytorch-fid's network is built by ../../cmd/fid/export_inception.py (the
+pytorch-fid's network is built by ../../../cmd/fid/export_inception.py (the
 script users run to export TorchScript), from torchvision's Inception3 and
 pytorch-fid's FIDInceptionA/C/E_1/E_2 blocks. Its real weights are 95 MB, so
 two kinds of random weights stand in for them:
@@ -47,7 +47,7 @@ import torchvision
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location(
-    "export_inception", os.path.join(HERE, "..", "..", "cmd", "fid", "export_inception.py"))
+    "export_inception", os.path.join(HERE, "..", "..", "..", "cmd", "fid", "export_inception.py"))
 ei = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ei)
 
@@ -236,7 +236,7 @@ def images():
 
 
 def u8f(u8):
-    """uint8 levels stored as float32 (fid/npz reads floats only)."""
+    """uint8 levels stored as float32 (as the tests read them)."""
     return u8.numpy().astype("<f4")
 
 
