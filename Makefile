@@ -153,11 +153,11 @@ bench: setup pydeps $(BIN)/realnvp2d $(BIN)/vae32
 	$(BENCH_ENV) $(GO) run ./bench/compare -go $(BIN)/glow -py bench/glow.py -python $(PYTHON) \
 	  -rounds 3 -args "-steps 100 -warmup 10 -threads $(THREADS)" -go-also "-foreach-optim" \
 	  -title "Glow training step, small width (3×32×32, L=3, K=4, hidden 64, batch 16, Adamax 1e-3)"
-	@echo; echo "Fréchet distance at d=2048: Go (ns/op) vs pytorch-fid's scipy formula (s):"
+	@echo; echo "Fréchet distance at d=2048, whole method, same threads: Go (s/op) vs pytorch-fid's scipy formula (s):"
 	$(BENCH_ENV) $(GO) test ./fid -run '^$$' -bench 'FrechetDistance2048$$' -benchtime 5x
 	$(BENCH_ENV) $(PYTHON) bench/fid/scipy_frechet.py
 	@echo; echo "FID Inception features at 299×299, batch 16: Go vs PyTorch eager:"
-	$(BENCH_ENV) MOLLIFY_THREADS=$(THREADS) MOLLIFY_BENCH_BATCH=16 $(GO) test ./fid -run '^$$' -bench InceptionFeatures -benchtime 2x
+	$(BENCH_ENV) MOLLIFY_THREADS=$(THREADS) MOLLIFY_BENCH_BATCH=16 $(GO) test ./fid/inception -run '^$$' -bench InceptionFeatures -benchtime 2x
 	$(BENCH_ENV) $(PYTHON) cmd/fid/bench_inception.py --threads $(THREADS) --batch 16 --batches 2
 
 # 100k steps: RSS from step 10k to 100k must grow less than 5%.
