@@ -60,12 +60,22 @@ type Data struct {
 	HFlip     bool   `mapstructure:"hflip" yaml:"hflip"` // random horizontal flips (images only)
 	// Dequantization of 8-bit images: none | uniform ((x + u)/256, u ~ U[0,1)).
 	Dequantization string `mapstructure:"dequantization" yaml:"dequantization"`
-	// Range of image values fed to the model: unit ([0,1]) | signed ([-1,1]).
+	// Range of image values fed to the model: RangeUnit | RangeSigned.
 	Range string `mapstructure:"range" yaml:"range"`
 	// Sizes of the synthetic 2-D train and test sets (10K each in the paper).
 	TrainSize int `mapstructure:"train_size" yaml:"train_size"`
 	TestSize  int `mapstructure:"test_size" yaml:"test_size"`
 }
+
+// Data ranges (data.range): the interval image values are fed to the
+// model in.
+const (
+	RangeUnit   = "unit"   // [0, 1]
+	RangeSigned = "signed" // [-1, 1]
+)
+
+// Ranges lists the data ranges Validate accepts.
+var Ranges = []string{RangeUnit, RangeSigned}
 
 // Is2D reports whether the data are 2-D points rather than images.
 func (d Data) Is2D() bool { return Is2DDataset(d.Dataset) }
@@ -105,6 +115,9 @@ func IsVAEFamily(name string) bool {
 
 // Model selects an architecture by Name; only the block that Name uses is
 // read, the others keep their defaults. The five VAE variants share VAE.
+// Each block's type, its defaults, its checks and the values the model
+// derives from it live together in one file per family (realnvp2d.go,
+// realnvp.go, glow.go, vae.go, nvae.go); flows and vaes take that type.
 type Model struct {
 	Name      string    `mapstructure:"name" yaml:"name"`
 	RealNVP2D RealNVP2D `mapstructure:"realnvp2d" yaml:"realnvp2d"`
@@ -112,90 +125,6 @@ type Model struct {
 	Glow      Glow      `mapstructure:"glow" yaml:"glow"`
 	VAE       VAE       `mapstructure:"vae" yaml:"vae"`
 	NVAE      NVAE      `mapstructure:"nvae" yaml:"nvae"`
-}
-
-// RealNVP2D is the toy flow of appendix D.3.1: 5 affine couplings whose
-// scale and shift nets have 2 hidden layers of 64 units.
-type RealNVP2D struct {
-	Couplings    int `mapstructure:"couplings" yaml:"couplings"`
-	HiddenLayers int `mapstructure:"hidden_layers" yaml:"hidden_layers"`
-	HiddenUnits  int `mapstructure:"hidden_units" yaml:"hidden_units"`
-}
-
-// RealNVP is the multi-scale image flow of Dinh et al. 2017 (appendix
-// D.3.2: 4 residual blocks of 32 feature maps on CIFAR10, 2 on CelebA).
-type RealNVP struct {
-	Scales     int     `mapstructure:"scales" yaml:"scales"`
-	ResBlocks  int     `mapstructure:"res_blocks" yaml:"res_blocks"`
-	Channels   int     `mapstructure:"channels" yaml:"channels"`       // hidden feature maps of the first scale
-	LogitAlpha float64 `mapstructure:"logit_alpha" yaml:"logit_alpha"` // logit preprocessing α; 0 disables it
-}
-
-// Glow is the multi-scale Glow of Kingma & Dhariwal 2018 (K=20, L=3).
-type Glow struct {
-	Levels      int    `mapstructure:"levels" yaml:"levels"` // L
-	Depth       int    `mapstructure:"depth" yaml:"depth"`   // K steps per level
-	Hidden      int    `mapstructure:"hidden" yaml:"hidden"` // coupling net channels
-	Split       string `mapstructure:"split" yaml:"split"`   // channel | checkerboard
-	Scale       string `mapstructure:"scale" yaml:"scale"`   // sigmoid | exp
-	// LearnedBase false: every latent is N(0, I). Otherwise Prior picks the
-	// learned prior: per_channel is the authors' Glow (normflows' GlowBase,
-	// one mean and log-scale per channel, for each level's factored-out
-	// half and for the top); conditional is the original Glow's conv prior
-	// of each factored-out half given the kept half, with a per-element top.
-	LearnedBase bool   `mapstructure:"learned_base" yaml:"learned_base"`
-	Prior       string `mapstructure:"prior" yaml:"prior"` // per_channel | conditional
-}
-
-// VAE configures the Table 4 encoder/decoder and the variant-specific
-// parts; fields a variant does not use are ignored.
-type VAE struct {
-	Latent int `mapstructure:"latent" yaml:"latent"`
-	// Width multiplies Table 4's channel counts (128…1024); 1 is the
-	// paper's network, 0.25 a quarter-width one for MNIST on a CPU.
-	Width float64 `mapstructure:"width" yaml:"width"`
-	Recon string  `mapstructure:"recon" yaml:"recon"` // mse | bce
-	// Beta weights the KL term of beta_vae (0.1 in the paper).
-	Beta float64 `mapstructure:"beta" yaml:"beta"`
-	// ImportanceSamples is K of iwae (5 in the paper).
-	ImportanceSamples int  `mapstructure:"importance_samples" yaml:"importance_samples"`
-	IAF               IAF  `mapstructure:"iaf" yaml:"iaf"`
-	HVAE              HVAE `mapstructure:"hvae" yaml:"hvae"`
-}
-
-// IAF is vae_iaf's posterior flow: MADE blocks (3 × 128, ReLU), 2 blocks.
-type IAF struct {
-	Blocks       int `mapstructure:"blocks" yaml:"blocks"`
-	HiddenLayers int `mapstructure:"hidden_layers" yaml:"hidden_layers"`
-	HiddenUnits  int `mapstructure:"hidden_units" yaml:"hidden_units"`
-}
-
-// HVAE is the Hamiltonian VAE of Caterini et al. 2018.
-type HVAE struct {
-	LeapfrogSteps int     `mapstructure:"leapfrog_steps" yaml:"leapfrog_steps"`
-	StepSize      float64 `mapstructure:"step_size" yaml:"step_size"`             // initial leapfrog step size
-	LearnStepSize bool    `mapstructure:"learn_step_size" yaml:"learn_step_size"` // "adaptive" in the paper
-	BetaZero      float64 `mapstructure:"beta_zero" yaml:"beta_zero"`             // initial tempering, in (0, 1]
-}
-
-// NVAE follows NVAE's published CIFAR-10 settings.
-type NVAE struct {
-	Channels          int     `mapstructure:"channels" yaml:"channels"` // encoder and decoder channels
-	LatentScales      int     `mapstructure:"latent_scales" yaml:"latent_scales"`
-	GroupsPerScale    int     `mapstructure:"groups_per_scale" yaml:"groups_per_scale"`
-	LatentsPerGroup   int     `mapstructure:"latents_per_group" yaml:"latents_per_group"`
-	CellsPerGroup     int     `mapstructure:"cells_per_group" yaml:"cells_per_group"`
-	PreprocessBlocks  int     `mapstructure:"preprocess_blocks" yaml:"preprocess_blocks"`
-	PreprocessCells   int     `mapstructure:"preprocess_cells" yaml:"preprocess_cells"`
-	PostprocessBlocks int     `mapstructure:"postprocess_blocks" yaml:"postprocess_blocks"`
-	PostprocessCells  int     `mapstructure:"postprocess_cells" yaml:"postprocess_cells"`
-	Flows             int     `mapstructure:"flows" yaml:"flows"`       // IAF cells per group in the encoder
-	Mixtures          int     `mapstructure:"mixtures" yaml:"mixtures"` // discretized logistic mixture components
-	UseSE             bool    `mapstructure:"use_se" yaml:"use_se"`
-	KLAnnealPortion   float64 `mapstructure:"kl_anneal_portion" yaml:"kl_anneal_portion"`
-	KLConstPortion    float64 `mapstructure:"kl_const_portion" yaml:"kl_const_portion"`
-	KLConstCoeff      float64 `mapstructure:"kl_const_coeff" yaml:"kl_const_coeff"`
-	WeightDecayNorm   float64 `mapstructure:"weight_decay_norm" yaml:"weight_decay_norm"` // spectral regularisation λ
 }
 
 // Optim configures the optimizer.
@@ -325,26 +254,17 @@ func Default() Config {
 			BatchSize:      256,
 			DropLast:       true,
 			Dequantization: "uniform",
-			Range:          "unit",
+			Range:          RangeUnit,
 			TrainSize:      10000,
 			TestSize:       10000,
 		},
 		Model: Model{
 			Name:      ModelRealNVP2D,
-			RealNVP2D: RealNVP2D{Couplings: 5, HiddenLayers: 2, HiddenUnits: 64},
-			RealNVP:   RealNVP{Scales: 2, ResBlocks: 4, Channels: 32, LogitAlpha: 0.05},
-			Glow:      Glow{Levels: 3, Depth: 20, Hidden: 512, Split: "channel", Scale: "sigmoid", LearnedBase: true, Prior: "per_channel"},
-			VAE: VAE{
-				Latent: 256, Width: 1, Recon: "mse", Beta: 0.1, ImportanceSamples: 5,
-				IAF:  IAF{Blocks: 2, HiddenLayers: 3, HiddenUnits: 128},
-				HVAE: HVAE{LeapfrogSteps: 1, StepSize: 0.001, LearnStepSize: true, BetaZero: 0.3},
-			},
-			NVAE: NVAE{
-				Channels: 128, LatentScales: 1, GroupsPerScale: 30, LatentsPerGroup: 20, CellsPerGroup: 2,
-				PreprocessBlocks: 1, PreprocessCells: 2, PostprocessBlocks: 1, PostprocessCells: 2,
-				Flows: 1, Mixtures: 10, UseSE: true,
-				KLAnnealPortion: 0.3, KLConstPortion: 1e-4, KLConstCoeff: 1e-4, WeightDecayNorm: 1e-2,
-			},
+			RealNVP2D: DefaultRealNVP2D(),
+			RealNVP:   DefaultRealNVP(),
+			Glow:      DefaultGlow(),
+			VAE:       DefaultVAE(),
+			NVAE:      DefaultNVAE(),
 		},
 		Optim: Optim{
 			Name:       "adam",

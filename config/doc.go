@@ -16,7 +16,19 @@
 // source it came from. Validate reports every problem at once, each naming
 // the key, its value and what is allowed.
 //
-// The package has no tensor dependency; it only describes the run.
+// Where a setting lives: a model family's settings type, its defaults
+// (DefaultGlow…), its checks and the values the model derives from it
+// (Glow.CouplingKernels, VAE.DecoderLayers…) are one file here:
+// realnvp2d.go, realnvp.go, glow.go, vae.go (vae, beta_vae, iwae, vae_iaf,
+// hvae) and nvae.go. flows and vaes take that type as it is, and the
+// models package only picks the family by model.name, so a new setting is
+// one field, its default and its check in that file, plus the YAML.
+// Validate reports every problem of the whole config; each family's
+// Validate reports those of its settings alone, for constructors.
+//
+// The package has no tensor dependency (go list -deps ./config shows no
+// gotch): it only describes the run, and tools that read configs need not
+// link libtorch.
 // Iterations count optimizer steps (the paper's epochs are converted in the
 // YAML files under configs/, with the arithmetic in comments).
 package config

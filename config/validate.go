@@ -20,7 +20,17 @@ func (e *ValidationError) Error() string {
 	return "invalid config:\n  " + strings.Join(e.Problems, "\n  ")
 }
 
+// checker collects problems; each family's check method adds its own,
+// naming keys as in the YAML (model.vae.latent).
 type checker struct{ problems []string }
+
+// err is a *ValidationError listing the problems, or nil.
+func (c *checker) err() error {
+	if len(c.problems) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: c.problems}
+}
 
 func (c *checker) addf(format string, args ...any) {
 	c.problems = append(c.problems, fmt.Sprintf(format, args...))
@@ -84,13 +94,10 @@ func (c *Config) Validate() error {
 	c.Mollification.validate(&k, c.Data, c.Run.Iterations)
 	c.Eval.validate(&k)
 	c.Output.validate(&k)
-	if IsVAEFamily(c.Model.Name) && c.Model.VAE.Recon == "bce" && c.Mollification.Enabled && c.Mollification.Kind == KindGaussian {
-		k.addf("model.vae.recon %q with Gaussian mollification: binary cross-entropy needs targets in [0, 1], mollified pixels leave that range, and the loss is then unbounded below; use model.vae.recon=mse, mollification.kind=blur, or mollification.enabled=false", "bce")
+	if IsVAEFamily(c.Model.Name) {
+		c.Model.VAE.checkMollification(&k, c.Mollification)
 	}
-	if len(k.problems) == 0 {
-		return nil
-	}
-	return &ValidationError{Problems: k.problems}
+	return k.err()
 }
 
 func (r Run) validate(k *checker) {
@@ -137,7 +144,20 @@ func (d Data) validate(k *checker) {
 		k.addf("data.channels must be %d for dataset %q, got %d", want, d.Dataset, d.Channels)
 	}
 	k.oneOf("data.dequantization", d.Dequantization, "none", "uniform")
-	k.oneOf("data.range", d.Range, "unit", "signed")
+	k.oneOf("data.range", d.Range, Ranges...)
+}
+
+// checkImages is the part of Data a model built on its own (outside
+// Config.Validate, which checks all of Data) needs: an image shape and a
+// known range.
+func (d Data) checkImages(k *checker) {
+	if d.Is2D() {
+		k.addf("data.dataset %q is 2-D points; the model needs images", d.Dataset)
+	}
+	if d.ImageSize <= 0 || d.Channels <= 0 {
+		k.addf("data.image_size and data.channels must be > 0, got %d and %d", d.ImageSize, d.Channels)
+	}
+	k.oneOf("data.range", d.Range, Ranges...)
 }
 
 func (m Model) validate(k *checker, d Data) {
@@ -153,75 +173,15 @@ func (m Model) validate(k *checker, d Data) {
 	}
 	switch {
 	case m.Name == ModelRealNVP2D:
-		k.positive("model.realnvp2d.couplings", m.RealNVP2D.Couplings)
-		k.positive("model.realnvp2d.hidden_layers", m.RealNVP2D.HiddenLayers)
-		k.positive("model.realnvp2d.hidden_units", m.RealNVP2D.HiddenUnits)
+		m.RealNVP2D.check(k)
 	case m.Name == ModelRealNVP:
-		k.positive("model.realnvp.scales", m.RealNVP.Scales)
-		k.positive("model.realnvp.res_blocks", m.RealNVP.ResBlocks)
-		k.positive("model.realnvp.channels", m.RealNVP.Channels)
-		if !(m.RealNVP.LogitAlpha >= 0 && m.RealNVP.LogitAlpha < 0.5) {
-			k.addf("model.realnvp.logit_alpha must be in [0, 0.5), got %g", m.RealNVP.LogitAlpha)
-		}
-		if d.ImageSize > 0 && m.RealNVP.Scales > 0 && d.ImageSize%(1<<m.RealNVP.Scales) != 0 {
-			k.addf("model.realnvp.scales %d squeezes the image %d times; data.image_size %d must be divisible by %d", m.RealNVP.Scales, m.RealNVP.Scales, d.ImageSize, 1<<m.RealNVP.Scales)
-		}
+		m.RealNVP.check(k, d)
 	case m.Name == ModelGlow:
-		g := m.Glow
-		k.positive("model.glow.levels", g.Levels)
-		k.positive("model.glow.depth", g.Depth)
-		k.positive("model.glow.hidden", g.Hidden)
-		k.oneOf("model.glow.split", g.Split, "channel", "checkerboard")
-		k.oneOf("model.glow.scale", g.Scale, "sigmoid", "exp")
-		k.oneOf("model.glow.prior", g.Prior, "per_channel", "conditional")
-		if d.ImageSize > 0 && g.Levels > 0 && d.ImageSize%(1<<g.Levels) != 0 {
-			k.addf("model.glow.levels %d squeezes the image %d times; data.image_size %d must be divisible by %d", g.Levels, g.Levels, d.ImageSize, 1<<g.Levels)
-		}
+		m.Glow.check(k, d)
 	case IsVAEFamily(m.Name):
-		v := m.VAE
-		k.positive("model.vae.latent", v.Latent)
-		k.positiveFloat("model.vae.width", v.Width)
-		k.oneOf("model.vae.recon", v.Recon, "mse", "bce")
-		switch m.Name {
-		case ModelBetaVAE:
-			k.positiveFloat("model.vae.beta", v.Beta)
-		case ModelIWAE:
-			k.positive("model.vae.importance_samples", v.ImportanceSamples)
-		case ModelVAEIAF:
-			k.positive("model.vae.iaf.blocks", v.IAF.Blocks)
-			k.positive("model.vae.iaf.hidden_layers", v.IAF.HiddenLayers)
-			k.positive("model.vae.iaf.hidden_units", v.IAF.HiddenUnits)
-		case ModelHVAE:
-			k.positive("model.vae.hvae.leapfrog_steps", v.HVAE.LeapfrogSteps)
-			k.positiveFloat("model.vae.hvae.step_size", v.HVAE.StepSize)
-			if !(v.HVAE.BetaZero > 0 && v.HVAE.BetaZero <= 1) {
-				k.addf("model.vae.hvae.beta_zero must be in (0, 1], got %g", v.HVAE.BetaZero)
-			}
-		}
-		if d.ImageSize > 0 && d.ImageSize != 32 && d.ImageSize != 64 {
-			k.addf("model.name %q uses the Table 4 networks, which exist for data.image_size 32 or 64, got %d", m.Name, d.ImageSize)
-		}
+		m.VAE.check(k, m.Name, d)
 	case m.Name == ModelNVAE:
-		n := m.NVAE
-		k.positive("model.nvae.channels", n.Channels)
-		k.positive("model.nvae.latent_scales", n.LatentScales)
-		k.positive("model.nvae.groups_per_scale", n.GroupsPerScale)
-		k.positive("model.nvae.latents_per_group", n.LatentsPerGroup)
-		k.positive("model.nvae.cells_per_group", n.CellsPerGroup)
-		k.nonNegative("model.nvae.preprocess_blocks", n.PreprocessBlocks)
-		k.nonNegative("model.nvae.preprocess_cells", n.PreprocessCells)
-		k.nonNegative("model.nvae.postprocess_blocks", n.PostprocessBlocks)
-		k.nonNegative("model.nvae.postprocess_cells", n.PostprocessCells)
-		k.nonNegative("model.nvae.flows", n.Flows)
-		k.positive("model.nvae.mixtures", n.Mixtures)
-		if !(n.KLAnnealPortion >= 0 && n.KLAnnealPortion <= 1) {
-			k.addf("model.nvae.kl_anneal_portion must be in [0, 1], got %g", n.KLAnnealPortion)
-		}
-		if !(n.KLConstPortion >= 0 && n.KLConstPortion <= 1) {
-			k.addf("model.nvae.kl_const_portion must be in [0, 1], got %g", n.KLConstPortion)
-		}
-		k.positiveFloat("model.nvae.kl_const_coeff", n.KLConstCoeff)
-		k.nonNegativeFloat("model.nvae.weight_decay_norm", n.WeightDecayNorm)
+		m.NVAE.check(k)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -25,9 +26,10 @@ const (
 // Range is the interval the model sees.
 type Range string
 
+// The values are config's (data.range).
 const (
-	RangeUnit   Range = "unit"   // [0, 1]
-	RangeSigned Range = "signed" // [-1, 1]: 2·unit − 1
+	RangeUnit   = Range(config.RangeUnit)   // [0, 1]
+	RangeSigned = Range(config.RangeSigned) // [-1, 1]: 2·unit − 1
 )
 
 // Transform turns uint8 images into the model's float input.

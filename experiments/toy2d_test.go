@@ -233,7 +233,7 @@ type nanAfter struct {
 	sampleInf bool
 }
 
-func (m nanAfter) Loss(x *ts.Tensor) (train.Loss, error) {
+func (m nanAfter) Loss(x *ts.Tensor) (nn.Loss, error) {
 	*m.steps++
 	l, err := m.Model2D.(train.Model).Loss(x)
 	if err == nil && m.lossNaN && *m.steps > m.from {

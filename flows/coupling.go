@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch/ts"
 )
@@ -40,26 +41,28 @@ const (
 // never goes near it (it would cost ≥ 9.2 nats per element).
 const SigmoidScaleFloor = 1e-4
 
-// ParseScale reads "sigmoid" or "exp" (config model.glow.scale).
+// ParseScale reads config.GlowScaleSigmoid or config.GlowScaleExp
+// (model.glow.scale).
 func ParseScale(s string) (Scale, error) {
 	switch s {
-	case "sigmoid":
+	case config.GlowScaleSigmoid:
 		return ScaleSigmoid, nil
-	case "exp":
+	case config.GlowScaleExp:
 		return ScaleTanhExp, nil
 	}
-	return 0, fmt.Errorf("flows: unknown coupling scale %q (want sigmoid or exp)", s)
+	return 0, fmt.Errorf("flows: unknown coupling scale %q (want %s or %s)", s, config.GlowScaleSigmoid, config.GlowScaleExp)
 }
 
-// ParsePartition reads "channel" or "checkerboard" (config model.glow.split).
+// ParsePartition reads config.GlowSplitChannel or
+// config.GlowSplitCheckerboard (model.glow.split).
 func ParsePartition(s string) (Partition, error) {
 	switch s {
-	case "channel":
+	case config.GlowSplitChannel:
 		return PartitionChannel, nil
-	case "checkerboard":
+	case config.GlowSplitCheckerboard:
 		return PartitionCheckerboard, nil
 	}
-	return 0, fmt.Errorf("flows: unknown coupling partition %q (want channel or checkerboard)", s)
+	return 0, fmt.Errorf("flows: unknown coupling partition %q (want %s or %s)", s, config.GlowSplitChannel, config.GlowSplitCheckerboard)
 }
 
 // Net maps the conditioning part of x to 2·k channels: shift in the even
@@ -191,28 +194,36 @@ func (a *AffineCoupling) Inverse(z *ts.Tensor) (*ts.Tensor, *ts.Tensor) {
 	return a.merge(cond, xt), sumPerSample(logs).MustNeg(true)
 }
 
-// GlowNet is Glow's coupling network: conv3×3 → ReLU → conv1×1 → ReLU →
-// conv3×3, the last one zero-initialised (names net.0, net.2, net.4 as in a
-// torch Sequential).
+// GlowNet is Glow's coupling network: conv → ReLU → conv → ReLU → conv,
+// with kernels 3×3, 1×1, 3×3 in Glow (config.Glow.CouplingKernels), each
+// padded to keep the image size, the last one zero-initialised (names
+// net.0, net.2, net.4 as in a torch Sequential).
 type GlowNet struct {
 	Conv1, Conv2, Conv3 *nn.Conv2d
 }
 
-// GlowNetBuilder returns a NetBuilder with the given hidden width.
-func GlowNetBuilder(hidden int64) NetBuilder {
+// GlowNetBuilder returns a NetBuilder with the given hidden width and the
+// odd kernel sizes of its three convolutions.
+func GlowNetBuilder(hidden int64, kernels [3]int64) NetBuilder {
 	return func(p nn.Path, in, out int64) (Net, error) {
 		if hidden <= 0 {
 			return nil, fmt.Errorf("flows: Glow coupling width must be positive, got %d", hidden)
 		}
+		for _, k := range kernels {
+			if k <= 0 || k%2 == 0 {
+				return nil, fmt.Errorf("flows: Glow coupling kernels must be odd and positive (to keep the image size), got %v", kernels)
+			}
+		}
+		pad := func(k int64, zero bool) nn.ConvOptions { return nn.ConvOptions{Padding: k / 2, ZeroInit: zero} }
 		n := &GlowNet{}
 		var err error
-		if n.Conv1, err = nn.NewConv2d(p.Sub("0"), in, hidden, 3, nn.ConvOptions{Padding: 1}); err != nil {
+		if n.Conv1, err = nn.NewConv2d(p.Sub("0"), in, hidden, kernels[0], pad(kernels[0], false)); err != nil {
 			return nil, err
 		}
-		if n.Conv2, err = nn.NewConv2d(p.Sub("2"), hidden, hidden, 1); err != nil {
+		if n.Conv2, err = nn.NewConv2d(p.Sub("2"), hidden, hidden, kernels[1], pad(kernels[1], false)); err != nil {
 			return nil, err
 		}
-		if n.Conv3, err = nn.NewConv2d(p.Sub("4"), hidden, out, 3, nn.ConvOptions{Padding: 1, ZeroInit: true}); err != nil {
+		if n.Conv3, err = nn.NewConv2d(p.Sub("4"), hidden, out, kernels[2], pad(kernels[2], true)); err != nil {
 			return nil, err
 		}
 		return n, nil
@@ -229,17 +240,18 @@ func (n *GlowNet) Forward(x *ts.Tensor) *ts.Tensor {
 // ResNet is RealNVP's coupling network: a 3×3 input conv to `mid`
 // channels, pre-activation residual blocks (BN → ReLU → conv3×3 → BN →
 // ReLU → conv3×3, added to the input), then BN → ReLU → a zero-initialised
-// 3×3 output conv.
+// 3×3 output conv. The batch norms sit inside the network, never as a flow
+// layer, so their dependence on the batch enters no log-determinant.
 type ResNet struct {
 	InConv  *nn.Conv2d
 	Blocks  []*ResBlock
-	OutBN   *BatchNorm2d
+	OutBN   *nn.BatchNorm2d
 	OutConv *nn.Conv2d
 }
 
 // ResBlock is one residual block of ResNet.
 type ResBlock struct {
-	BN1, BN2     *BatchNorm2d
+	BN1, BN2     *nn.BatchNorm2d
 	Conv1, Conv2 *nn.Conv2d
 }
 
@@ -259,13 +271,13 @@ func ResNetBuilder(mid int64, blocks int) NetBuilder {
 		for i := 0; i < blocks; i++ {
 			bp := p.Subf("blocks.%d", i)
 			b := &ResBlock{}
-			if b.BN1, err = NewBatchNorm2d(bp.Sub("bn1"), mid); err != nil {
+			if b.BN1, err = nn.NewBatchNorm2d(bp.Sub("bn1"), mid); err != nil {
 				return nil, err
 			}
 			if b.Conv1, err = nn.NewConv2d(bp.Sub("conv1"), mid, mid, 3, pad); err != nil {
 				return nil, err
 			}
-			if b.BN2, err = NewBatchNorm2d(bp.Sub("bn2"), mid); err != nil {
+			if b.BN2, err = nn.NewBatchNorm2d(bp.Sub("bn2"), mid); err != nil {
 				return nil, err
 			}
 			if b.Conv2, err = nn.NewConv2d(bp.Sub("conv2"), mid, mid, 3, pad); err != nil {
@@ -273,7 +285,7 @@ func ResNetBuilder(mid int64, blocks int) NetBuilder {
 			}
 			r.Blocks = append(r.Blocks, b)
 		}
-		if r.OutBN, err = NewBatchNorm2d(p.Sub("out_bn"), mid); err != nil {
+		if r.OutBN, err = nn.NewBatchNorm2d(p.Sub("out_bn"), mid); err != nil {
 			return nil, err
 		}
 		if r.OutConv, err = nn.NewConv2d(p.Sub("out_conv"), mid, out, 3, nn.ConvOptions{Padding: 1, ZeroInit: true}); err != nil {

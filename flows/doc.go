@@ -3,6 +3,13 @@
 // and Glow (Kingma & Dhariwal 2018), with their building blocks.
 //
 // Conventions:
+//   - Settings: NewRealNVP2D, NewRealNVP and NewGlow take the config type
+//     of their family (config.RealNVP2D, config.RealNVP, config.Glow; the
+//     image models also the data shape), validate it with its Validate,
+//     and read derived values through its methods (RealNVP2D.Hidden,
+//     RealNVP.Widths, Glow.CouplingKernels), so a setting lives in one
+//     file of config. Partition, Scale and GlowPrior are those settings'
+//     strings parsed.
 //   - Forward maps data to latent and returns (z, logdet) with
 //     logdet = log|det ∂z/∂x| per sample; Inverse maps latent to data and
 //     returns the log-determinant of that direction. (normflows calls the
@@ -31,6 +38,7 @@
 //     LogProbPreprocessed is the density in model space, so that
 //     LogProb(x) = LogProbPreprocessed(Pre(x)) + log-det. Training
 //     mollifies in model space (see models.RealNVP and train.Preprocessor).
-//   - RealNVP's batch norms use batch statistics after SetTraining(true)
-//     (the default) and running statistics after SetTraining(false).
+//   - RealNVP's batch norms (nn.BatchNorm2d) use batch statistics after
+//     SetTraining(true) (the default) and running statistics after
+//     SetTraining(false).
 package flows

@@ -3,25 +3,10 @@ package flows
 import (
 	"fmt"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch/ts"
 )
-
-// GlowOptions configure Glow (Kingma & Dhariwal 2018). The paper's CIFAR-10
-// and CelebA model is Levels 3, Depth 20, Hidden 512, channel partition,
-// sigmoid scale, learned per-channel prior (the authors' normflows Glow).
-type GlowOptions struct {
-	Shape     []int64 // (C,H,W); H and W divisible by 2^Levels
-	Levels    int     // L
-	Depth     int     // K steps per level
-	Hidden    int64   // coupling network width
-	Partition Partition
-	Scale     Scale
-	// LearnedPrior: the latents get the learned prior Prior selects;
-	// otherwise every latent is N(0, I).
-	LearnedPrior bool
-	Prior        GlowPrior
-}
 
 // GlowPrior selects Glow's learned prior.
 type GlowPrior int
@@ -41,8 +26,9 @@ const (
 	GlowPriorConditional
 )
 
-// GlowPriorNames are the config names of the GlowPrior values, in order.
-var GlowPriorNames = []string{"per_channel", "conditional"}
+// GlowPriorNames are the config names (model.glow.prior) of the GlowPrior
+// values, in order.
+var GlowPriorNames = []string{config.GlowPriorPerChannel, config.GlowPriorConditional}
 
 func (p GlowPrior) String() string {
 	if p >= 0 && int(p) < len(GlowPriorNames) {
@@ -70,8 +56,8 @@ type GlowStep struct {
 }
 
 // NewGlowStep builds a step on c channels under p (actnorm, invconv,
-// coupling).
-func NewGlowStep(p nn.Path, c, hidden int64, part Partition, parity int, scale Scale) (s *GlowStep, err error) {
+// coupling with the network newNet makes).
+func NewGlowStep(p nn.Path, c int64, newNet NetBuilder, part Partition, parity int, scale Scale) (s *GlowStep, err error) {
 	s = &GlowStep{}
 	if s.ActNorm, err = NewActNorm(p.Sub("actnorm"), c); err != nil {
 		return nil, err
@@ -79,7 +65,7 @@ func NewGlowStep(p nn.Path, c, hidden int64, part Partition, parity int, scale S
 	if s.InvConv, err = NewInvConv1x1(p.Sub("invconv"), c); err != nil {
 		return nil, err
 	}
-	if s.Coupling, err = NewAffineCoupling(p.Sub("coupling"), c, part, parity, scale, GlowNetBuilder(hidden)); err != nil {
+	if s.Coupling, err = NewAffineCoupling(p.Sub("coupling"), c, part, parity, scale, newNet); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -110,49 +96,62 @@ func (s *GlowStep) Inverse(z *ts.Tensor) (*ts.Tensor, *ts.Tensor) {
 // likelihood convention.
 type Glow struct {
 	*MultiScale
-	Options GlowOptions
+	Config    config.Glow
+	Partition Partition // Config.Split
+	Scale     Scale     // Config.Scale
+	Prior     GlowPrior // Config.Prior; used when Config.LearnedBase
 }
 
-// NewGlow builds Glow under p. With a checkerboard partition the mask
-// parity alternates from step to step; with the channel partition it does
-// not (the 1×1 convolutions mix the channels).
-func NewGlow(p nn.Path, o GlowOptions) (*Glow, error) {
-	if len(o.Shape) != 3 || o.Shape[0] <= 0 || o.Shape[1] <= 0 || o.Shape[2] <= 0 {
-		return nil, fmt.Errorf("flows: Glow needs a (C,H,W) data shape, got %v", o.Shape)
+// NewGlow builds Glow with the settings g for images of shape (C,H,W) under
+// p. With a checkerboard partition the mask parity alternates from step to
+// step; with the channel partition it does not (the 1×1 convolutions mix
+// the channels).
+func NewGlow(p nn.Path, g config.Glow, shape []int64) (*Glow, error) {
+	if len(shape) != 3 || shape[0] <= 0 || shape[1] <= 0 || shape[2] <= 0 {
+		return nil, fmt.Errorf("flows: Glow needs a (C,H,W) data shape, got %v", shape)
 	}
-	if o.Prior != GlowPriorPerChannel && o.Prior != GlowPriorConditional {
-		return nil, fmt.Errorf("flows: unknown Glow prior %v; use GlowPriorPerChannel or GlowPriorConditional", o.Prior)
+	if err := g.Validate(); err != nil {
+		return nil, fmt.Errorf("flows: Glow: %w", err)
 	}
-	if o.Levels <= 0 || o.Depth <= 0 || o.Hidden <= 0 {
-		return nil, fmt.Errorf("flows: Glow needs positive levels, depth and hidden width, got L=%d K=%d hidden=%d", o.Levels, o.Depth, o.Hidden)
+	if f := int64(1) << g.Levels; shape[1]%f != 0 || shape[2]%f != 0 {
+		return nil, fmt.Errorf("flows: Glow with %d levels squeezes %d times, so the image size %d×%d must be divisible by %d", g.Levels, g.Levels, shape[1], shape[2], f)
 	}
-	if f := int64(1) << o.Levels; o.Shape[1]%f != 0 || o.Shape[2]%f != 0 {
-		return nil, fmt.Errorf("flows: Glow with %d levels squeezes %d times, so the image size %d×%d must be divisible by %d", o.Levels, o.Levels, o.Shape[1], o.Shape[2], f)
+	out := &Glow{Config: g}
+	var err error
+	if out.Partition, err = ParsePartition(g.Split); err != nil {
+		return nil, err
 	}
-	m := &MultiScale{Shape: append([]int64(nil), o.Shape...), device: p.Device()}
-	c, h, w := o.Shape[0], o.Shape[1], o.Shape[2]
-	for l := 0; l < o.Levels; l++ {
+	if out.Scale, err = ParseScale(g.Scale); err != nil {
+		return nil, err
+	}
+	if out.Prior, err = ParseGlowPrior(g.Prior); err != nil {
+		return nil, err
+	}
+	net := GlowNetBuilder(int64(g.Hidden), g.CouplingKernels())
+	m := &MultiScale{Shape: append([]int64(nil), shape...), device: p.Device()}
+	c, h, w := shape[0], shape[1], shape[2]
+	for l := 0; l < g.Levels; l++ {
 		lp := p.Subf("levels.%d", l)
 		c, h, w = 4*c, h/2, w/2
 		level := &Level{Layers: []Layer{SqueezeLayer{}}}
-		for k := 0; k < o.Depth; k++ {
+		for k := 0; k < g.Depth; k++ {
 			parity := 0
-			if o.Partition == PartitionCheckerboard {
+			if out.Partition == PartitionCheckerboard {
 				parity = k % 2
 			}
-			step, err := NewGlowStep(lp.Subf("layers.%d", k+1), c, o.Hidden, o.Partition, parity, o.Scale)
+			step, err := NewGlowStep(lp.Subf("layers.%d", k+1), c, net, out.Partition, parity, out.Scale)
 			if err != nil {
 				return nil, fmt.Errorf("flows: Glow level %d step %d: %w", l, k, err)
 			}
 			level.Layers = append(level.Layers, step)
 		}
-		if l < o.Levels-1 {
+		if l < g.Levels-1 {
 			var s *Split
 			var err error
-			if o.LearnedPrior && o.Prior == GlowPriorPerChannel {
+			if g.LearnedBase && out.Prior == GlowPriorPerChannel {
 				s, err = NewSplitWithBase(lp.Sub("split"), c, h, w)
 			} else {
-				s, err = NewSplit(lp.Sub("split"), c, o.LearnedPrior)
+				s, err = NewSplit(lp.Sub("split"), c, g.LearnedBase)
 			}
 			if err != nil {
 				return nil, err
@@ -163,9 +162,9 @@ func NewGlow(p nn.Path, o GlowOptions) (*Glow, error) {
 		m.Levels = append(m.Levels, level)
 	}
 	switch {
-	case !o.LearnedPrior:
+	case !g.LearnedBase:
 		m.Top = StdNormal{Shape: []int64{c, h, w}, Device: p.Device()}
-	case o.Prior == GlowPriorPerChannel:
+	case out.Prior == GlowPriorPerChannel:
 		top, err := NewGlowBase(p.Sub("top"), []int64{c, h, w})
 		if err != nil {
 			return nil, err
@@ -179,7 +178,8 @@ func NewGlow(p nn.Path, o GlowOptions) (*Glow, error) {
 		m.Top = top
 	}
 	m.initZShapes()
-	return &Glow{MultiScale: m, Options: o}, nil
+	out.MultiScale = m
+	return out, nil
 }
 
 // ActNorms lists the model's ActNorm layers.

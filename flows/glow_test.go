@@ -58,8 +58,9 @@ func TestGlowPriorStructure(t *testing.T) {
 			defer sc.Close()
 			s := nn.NewStore(gotch.CPU)
 			defer s.Close()
-			o := GlowOptions{Shape: []int64{3, 32, 32}, Levels: 3, Depth: 1, Hidden: 4, LearnedPrior: true, Prior: c.prior}
-			g, err := NewGlow(s.Root(), o)
+			o := glowConfig(3, 1, 4)
+			o.Prior = c.prior.String()
+			g, err := NewGlow(s.Root(), o, []int64{3, 32, 32})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,7 +111,7 @@ func TestGlowParamCountMatchesNormflows(t *testing.T) {
 		name   string
 		shape  []int64
 		l, k   int
-		hidden int64
+		hidden int
 		want   int64
 	}{
 		{"glow_mnist", []int64{1, 32, 32}, 3, 4, 64, 150680},
@@ -123,12 +124,12 @@ func TestGlowParamCountMatchesNormflows(t *testing.T) {
 			if testing.Short() && c.hidden > 64 {
 				t.Skip("builds a 27.5M-parameter model")
 			}
-			if got := normflowsGlowParams(c.shape, c.l, c.k, c.hidden); got != c.want {
+			if got := normflowsGlowParams(c.shape, c.l, c.k, int64(c.hidden)); got != c.want {
 				t.Fatalf("closed form %d, normflows %d", got, c.want)
 			}
 			s := nn.NewStore(gotch.CPU)
 			defer s.Close()
-			if _, err := NewGlow(s.Root(), GlowOptions{Shape: c.shape, Levels: c.l, Depth: c.k, Hidden: c.hidden, LearnedPrior: true}); err != nil {
+			if _, err := NewGlow(s.Root(), glowConfig(c.l, c.k, c.hidden), c.shape); err != nil {
 				t.Fatal(err)
 			}
 			if got := s.NumParams(); got != c.want {
@@ -150,7 +151,9 @@ func TestGlowPriorNames(t *testing.T) {
 	}
 	s := nn.NewStore(gotch.CPU)
 	defer s.Close()
-	if _, err := NewGlow(s.Root(), GlowOptions{Shape: []int64{3, 8, 8}, Levels: 1, Depth: 1, Hidden: 4, Prior: GlowPrior(7)}); err == nil || !strings.Contains(err.Error(), "unknown Glow prior") {
-		t.Errorf("GlowPrior(7): error %v", err)
+	c := glowConfig(1, 1, 4)
+	c.Prior = "per_element"
+	if _, err := NewGlow(s.Root(), c, []int64{3, 8, 8}); err == nil || !strings.Contains(err.Error(), `model.glow.prior: unknown value "per_element"`) {
+		t.Errorf("prior per_element: error %v", err)
 	}
 }

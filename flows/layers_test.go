@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -98,6 +99,11 @@ type layerCase struct {
 	build func(p nn.Path) (Layer, error)
 }
 
+// glowNet is Glow's coupling network with the default kernels.
+func glowNet(hidden int64) NetBuilder {
+	return GlowNetBuilder(hidden, config.DefaultGlow().CouplingKernels())
+}
+
 func couplingCase(name string, c int64, part Partition, parity int, scale Scale, net NetBuilder) layerCase {
 	return layerCase{name: name, shape: []int64{c, 4, 4}, build: func(p nn.Path) (Layer, error) {
 		return NewAffineCoupling(p, c, part, parity, scale, net)
@@ -116,18 +122,18 @@ var layerCases = []layerCase{
 	{name: "actnorm", shape: []int64{4, 4, 4}, build: func(p nn.Path) (Layer, error) { return NewActNorm(p, 4) }},
 	{name: "invconv1x1", shape: []int64{4, 4, 4}, build: func(p nn.Path) (Layer, error) { return NewInvConv1x1(p, 4) }},
 	{name: "logit", shape: []int64{4, 4, 4}, unit: true, build: func(nn.Path) (Layer, error) { return NewLogit(0.05) }},
-	couplingCase("coupling/channel/sigmoid/glownet", 4, PartitionChannel, 0, ScaleSigmoid, GlowNetBuilder(8)),
-	couplingCase("coupling/channel/exp/parity1", 4, PartitionChannel, 1, ScaleTanhExp, GlowNetBuilder(8)),
-	couplingCase("coupling/channel/odd-channels", 3, PartitionChannel, 0, ScaleSigmoid, GlowNetBuilder(8)),
-	couplingCase("coupling/channel/odd-channels/parity1", 3, PartitionChannel, 1, ScaleTanhExp, GlowNetBuilder(8)),
-	couplingCase("coupling/checkerboard/sigmoid/parity1", 4, PartitionCheckerboard, 1, ScaleSigmoid, GlowNetBuilder(8)),
+	couplingCase("coupling/channel/sigmoid/glownet", 4, PartitionChannel, 0, ScaleSigmoid, glowNet(8)),
+	couplingCase("coupling/channel/exp/parity1", 4, PartitionChannel, 1, ScaleTanhExp, glowNet(8)),
+	couplingCase("coupling/channel/odd-channels", 3, PartitionChannel, 0, ScaleSigmoid, glowNet(8)),
+	couplingCase("coupling/channel/odd-channels/parity1", 3, PartitionChannel, 1, ScaleTanhExp, glowNet(8)),
+	couplingCase("coupling/checkerboard/sigmoid/parity1", 4, PartitionCheckerboard, 1, ScaleSigmoid, glowNet(8)),
 	couplingCase("coupling/checkerboard/exp/resnet", 4, PartitionCheckerboard, 0, ScaleTanhExp, ResNetBuilder(8, 2)),
 	couplingCase("coupling/channel/exp/resnet", 4, PartitionChannel, 1, ScaleTanhExp, ResNetBuilder(8, 1)),
 	{name: "coupling/resnet/eval", shape: []int64{4, 4, 4}, build: func(p nn.Path) (Layer, error) {
 		return evalMode(NewAffineCoupling(p, 4, PartitionCheckerboard, 1, ScaleTanhExp, ResNetBuilder(8, 1)))
 	}},
 	{name: "glowstep", shape: []int64{4, 4, 4}, build: func(p nn.Path) (Layer, error) {
-		return NewGlowStep(p, 4, 8, PartitionChannel, 0, ScaleSigmoid)
+		return NewGlowStep(p, 4, glowNet(8), PartitionChannel, 0, ScaleSigmoid)
 	}},
 }
 
@@ -398,7 +404,7 @@ func TestSigmoidScaleFloor(t *testing.T) {
 	defer sc.Close()
 	s := nn.NewStore(gotch.CPU)
 	defer s.Close()
-	a, err := NewAffineCoupling(s.Root(), 2, PartitionChannel, 0, ScaleSigmoid, GlowNetBuilder(4))
+	a, err := NewAffineCoupling(s.Root(), 2, PartitionChannel, 0, ScaleSigmoid, glowNet(4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,11 +449,15 @@ func TestLayerErrors(t *testing.T) {
 		{"unsqueeze 6 channels", func() error { _, err := Unsqueeze(nn.Zeros([]int64{1, 6, 2, 2}, gotch.CPU)); return err }(), "divisible by 4"},
 		{"actnorm wrong channels", recovered(func() { an.Forward(nn.Zeros([]int64{2, 3, 2, 2}, gotch.CPU)) }), "built for 4 channels"},
 		{"channel coupling on 1 channel", func() error {
-			_, err := NewAffineCoupling(s.Root().Sub("c1"), 1, PartitionChannel, 0, ScaleSigmoid, GlowNetBuilder(4))
+			_, err := NewAffineCoupling(s.Root().Sub("c1"), 1, PartitionChannel, 0, ScaleSigmoid, glowNet(4))
 			return err
 		}(), "at least 2 channels"},
 		{"logit alpha", func() error { _, err := NewLogit(0.5); return err }(), "[0, 0.5)"},
 		{"split 1 channel", func() error { _, err := NewSplit(s.Root().Sub("sp"), 1, true); return err }(), "need at least 2"},
+		{"even coupling kernel", func() error {
+			_, err := NewAffineCoupling(s.Root().Sub("c2"), 2, PartitionChannel, 0, ScaleSigmoid, GlowNetBuilder(4, [3]int64{3, 1, 2}))
+			return err
+		}(), "kernels must be odd and positive"},
 		{"scale name", func() error { _, err := ParseScale("softplus"); return err }(), "want sigmoid or exp"},
 		{"partition name", func() error { _, err := ParsePartition("random"); return err }(), "want channel or checkerboard"},
 	}

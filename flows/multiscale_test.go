@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -22,9 +23,24 @@ type modelCase struct {
 	build func(p nn.Path, shape []int64) (*MultiScale, error)
 }
 
-func glowCase(name string, shape []int64, part Partition, scale Scale, learned bool, prior GlowPrior) modelCase {
+// glowConfig is the default Glow (channel split, sigmoid scale, learned
+// per-channel prior) with L levels of K steps of the given width.
+func glowConfig(l, k, hidden int) config.Glow {
+	g := config.DefaultGlow()
+	g.Levels, g.Depth, g.Hidden = l, k, hidden
+	return g
+}
+
+// realNVPConfig is RealNVP with 2 scales and logit α = 0.05.
+func realNVPConfig(blocks, channels int) config.RealNVP {
+	return config.RealNVP{Scales: 2, ResBlocks: blocks, Channels: channels, LogitAlpha: 0.05}
+}
+
+func glowCase(name string, shape []int64, split, scale string, learned bool, prior string) modelCase {
 	return modelCase{name: name, shape: shape, build: func(p nn.Path, shape []int64) (*MultiScale, error) {
-		g, err := NewGlow(p, GlowOptions{Shape: shape, Levels: 2, Depth: 2, Hidden: 8, Partition: part, Scale: scale, LearnedPrior: learned, Prior: prior})
+		c := glowConfig(2, 2, 8)
+		c.Split, c.Scale, c.LearnedBase, c.Prior = split, scale, learned, prior
+		g, err := NewGlow(p, c, shape)
 		if err != nil {
 			return nil, err
 		}
@@ -34,7 +50,7 @@ func glowCase(name string, shape []int64, part Partition, scale Scale, learned b
 
 func realNVPCase(name string, shape []int64, train bool) modelCase {
 	return modelCase{name: name, shape: shape, unit: true, train: train, build: func(p nn.Path, shape []int64) (*MultiScale, error) {
-		r, err := NewRealNVP(p, RealNVPOptions{Shape: shape, Scales: 2, ResBlocks: 1, Channels: 4, LogitAlpha: 0.05})
+		r, err := NewRealNVP(p, realNVPConfig(1, 4), shape)
 		if err != nil {
 			return nil, err
 		}
@@ -43,11 +59,11 @@ func realNVPCase(name string, shape []int64, train bool) modelCase {
 }
 
 var modelCases = []modelCase{
-	glowCase("glow/per_channel/2x4x4", []int64{2, 4, 4}, PartitionChannel, ScaleSigmoid, true, GlowPriorPerChannel),
-	glowCase("glow/per_channel/3x8x8", []int64{3, 8, 8}, PartitionChannel, ScaleSigmoid, true, GlowPriorPerChannel),
-	glowCase("glow/conditional/2x4x4", []int64{2, 4, 4}, PartitionChannel, ScaleSigmoid, true, GlowPriorConditional),
-	glowCase("glow/conditional/3x8x8", []int64{3, 8, 8}, PartitionChannel, ScaleSigmoid, true, GlowPriorConditional),
-	glowCase("glow/checkerboard/exp/stdnormal/3x8x8", []int64{3, 8, 8}, PartitionCheckerboard, ScaleTanhExp, false, GlowPriorPerChannel),
+	glowCase("glow/per_channel/2x4x4", []int64{2, 4, 4}, config.GlowSplitChannel, config.GlowScaleSigmoid, true, config.GlowPriorPerChannel),
+	glowCase("glow/per_channel/3x8x8", []int64{3, 8, 8}, config.GlowSplitChannel, config.GlowScaleSigmoid, true, config.GlowPriorPerChannel),
+	glowCase("glow/conditional/2x4x4", []int64{2, 4, 4}, config.GlowSplitChannel, config.GlowScaleSigmoid, true, config.GlowPriorConditional),
+	glowCase("glow/conditional/3x8x8", []int64{3, 8, 8}, config.GlowSplitChannel, config.GlowScaleSigmoid, true, config.GlowPriorConditional),
+	glowCase("glow/checkerboard/exp/stdnormal/3x8x8", []int64{3, 8, 8}, config.GlowSplitCheckerboard, config.GlowScaleExp, false, config.GlowPriorPerChannel),
 	realNVPCase("realnvp/2x4x4/train", []int64{2, 4, 4}, true),
 	realNVPCase("realnvp/3x8x8/eval", []int64{3, 8, 8}, false),
 }
@@ -181,20 +197,23 @@ func checkRel(t *testing.T, what string, got, want *ts.Tensor, tol float64) {
 func TestGoldenLogProbMatchesPyTorch(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	conditional, checkerboard := glowConfig(2, 2, 8), glowConfig(2, 2, 8)
+	conditional.Prior = config.GlowPriorConditional
+	checkerboard.Split, checkerboard.Scale, checkerboard.LearnedBase = config.GlowSplitCheckerboard, config.GlowScaleExp, false
 	for _, c := range []struct {
 		file string
-		opts GlowOptions
+		opts config.Glow
 	}{
-		{"glow_tiny.safetensors", GlowOptions{Shape: []int64{3, 8, 8}, Levels: 2, Depth: 2, Hidden: 8, LearnedPrior: true}},
-		{"glow_tiny_conditional.safetensors", GlowOptions{Shape: []int64{3, 8, 8}, Levels: 2, Depth: 2, Hidden: 8, LearnedPrior: true, Prior: GlowPriorConditional}},
-		{"glow_cb_tiny.safetensors", GlowOptions{Shape: []int64{3, 8, 8}, Levels: 2, Depth: 2, Hidden: 8, Partition: PartitionCheckerboard, Scale: ScaleTanhExp}},
+		{"glow_tiny.safetensors", glowConfig(2, 2, 8)},
+		{"glow_tiny_conditional.safetensors", conditional},
+		{"glow_cb_tiny.safetensors", checkerboard},
 	} {
 		t.Run(c.file, func(t *testing.T) {
 			sc := ts.NewScope()
 			defer sc.Close()
 			s := nn.NewStore(gotch.CPU)
 			defer s.Close()
-			g, err := NewGlow(s.Root(), c.opts)
+			g, err := NewGlow(s.Root(), c.opts, []int64{3, 8, 8})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -216,7 +235,7 @@ func TestGoldenLogProbMatchesPyTorch(t *testing.T) {
 		defer sc.Close()
 		s := nn.NewStore(gotch.CPU)
 		defer s.Close()
-		r, err := NewRealNVP(s.Root(), RealNVPOptions{Shape: []int64{3, 8, 8}, Scales: 2, ResBlocks: 1, Channels: 4, LogitAlpha: 0.05})
+		r, err := NewRealNVP(s.Root(), realNVPConfig(1, 4), []int64{3, 8, 8})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,24 +268,26 @@ func TestParamCountsMatchPyTorch(t *testing.T) {
 	if err := json.Unmarshal(b, &want); err != nil {
 		t.Fatal(err)
 	}
-	glow := func(shape []int64, l, k int, h int64, prior GlowPrior) func(p nn.Path) error {
+	glow := func(shape []int64, l, k, h int, prior string) func(p nn.Path) error {
 		return func(p nn.Path) error {
-			_, err := NewGlow(p, GlowOptions{Shape: shape, Levels: l, Depth: k, Hidden: h, LearnedPrior: true, Prior: prior})
+			c := glowConfig(l, k, h)
+			c.Prior = prior
+			_, err := NewGlow(p, c, shape)
 			return err
 		}
 	}
 	realnvp := func(shape []int64, blocks int) func(p nn.Path) error {
 		return func(p nn.Path) error {
-			_, err := NewRealNVP(p, RealNVPOptions{Shape: shape, Scales: 2, ResBlocks: blocks, Channels: 32, LogitAlpha: 0.05})
+			_, err := NewRealNVP(p, realNVPConfig(blocks, 32), shape)
 			return err
 		}
 	}
 	builds := map[string]func(p nn.Path) error{
-		"glow_cifar10":             glow([]int64{3, 32, 32}, 3, 20, 512, GlowPriorPerChannel),
-		"glow_celeba":              glow([]int64{3, 64, 64}, 3, 20, 512, GlowPriorPerChannel),
-		"glow_mnist_small":         glow([]int64{1, 28, 28}, 2, 8, 128, GlowPriorPerChannel),
-		"glow_cifar10_conditional": glow([]int64{3, 32, 32}, 3, 20, 512, GlowPriorConditional),
-		"glow_celeba_conditional":  glow([]int64{3, 64, 64}, 3, 20, 512, GlowPriorConditional),
+		"glow_cifar10":             glow([]int64{3, 32, 32}, 3, 20, 512, config.GlowPriorPerChannel),
+		"glow_celeba":              glow([]int64{3, 64, 64}, 3, 20, 512, config.GlowPriorPerChannel),
+		"glow_mnist_small":         glow([]int64{1, 28, 28}, 2, 8, 128, config.GlowPriorPerChannel),
+		"glow_cifar10_conditional": glow([]int64{3, 32, 32}, 3, 20, 512, config.GlowPriorConditional),
+		"glow_celeba_conditional":  glow([]int64{3, 64, 64}, 3, 20, 512, config.GlowPriorConditional),
 		"realnvp_cifar10":          realnvp([]int64{3, 32, 32}, 4),
 		"realnvp_celeba":           realnvp([]int64{3, 64, 64}, 2),
 	}
@@ -294,7 +315,7 @@ func TestLogProbIsPriorPlusLogDet(t *testing.T) {
 	defer runtime.UnlockOSThread()
 	sc := ts.NewScope()
 	defer sc.Close()
-	m, s := newModel(t, glowCase("glow", []int64{3, 8, 8}, PartitionChannel, ScaleSigmoid, false, GlowPriorPerChannel))
+	m, s := newModel(t, glowCase("glow", []int64{3, 8, 8}, config.GlowSplitChannel, config.GlowScaleSigmoid, false, config.GlowPriorPerChannel))
 	defer s.Close()
 	x := layerInput([]int64{3, 8, 8}, 4, false)
 	zs, ld, err := m.Forward(x)
@@ -316,7 +337,7 @@ func TestModelErrors(t *testing.T) {
 	defer sc.Close()
 	s := nn.NewStore(gotch.CPU)
 	defer s.Close()
-	g, err := NewGlow(s.Root().Sub("g"), GlowOptions{Shape: []int64{3, 8, 8}, Levels: 2, Depth: 1, Hidden: 4, LearnedPrior: true})
+	g, err := NewGlow(s.Root().Sub("g"), glowConfig(2, 1, 4), []int64{3, 8, 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,11 +348,12 @@ func TestModelErrors(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"glow image not divisible", errOf(NewGlow(s.Root().Sub("a"), GlowOptions{Shape: []int64{3, 12, 12}, Levels: 3, Depth: 1, Hidden: 4})), "must be divisible by 8"},
-		{"glow zero depth", errOf(NewGlow(s.Root().Sub("b"), GlowOptions{Shape: []int64{3, 8, 8}, Levels: 2, Hidden: 4})), "positive levels, depth and hidden"},
-		{"glow bad shape", errOf(NewGlow(s.Root().Sub("c"), GlowOptions{Shape: []int64{8, 8}, Levels: 2, Depth: 1, Hidden: 4})), "(C,H,W) data shape"},
-		{"realnvp odd image", errOf(NewRealNVP(s.Root().Sub("d"), RealNVPOptions{Shape: []int64{3, 7, 7}, Scales: 2, ResBlocks: 1, Channels: 4})), "must be divisible by 2"},
-		{"realnvp bad alpha", errOf(NewRealNVP(s.Root().Sub("e"), RealNVPOptions{Shape: []int64{3, 8, 8}, Scales: 2, ResBlocks: 1, Channels: 4, LogitAlpha: 0.7})), "[0, 0.5)"},
+		{"glow image not divisible", errOf(NewGlow(s.Root().Sub("a"), glowConfig(3, 1, 4), []int64{3, 12, 12})), "must be divisible by 8"},
+		{"glow zero depth and width", errOf(NewGlow(s.Root().Sub("b"), glowConfig(2, 0, 0), []int64{3, 8, 8})), "model.glow.depth must be > 0, got 0\n  model.glow.hidden must be > 0, got 0"},
+		{"glow unknown split", errOf(NewGlow(s.Root().Sub("b2"), config.Glow{Levels: 2, Depth: 1, Hidden: 4, Split: "random", Scale: "sigmoid", Prior: "per_channel"}, []int64{3, 8, 8})), `model.glow.split: unknown value "random"`},
+		{"glow bad shape", errOf(NewGlow(s.Root().Sub("c"), glowConfig(2, 1, 4), []int64{8, 8})), "(C,H,W) data shape"},
+		{"realnvp odd image", errOf(NewRealNVP(s.Root().Sub("d"), realNVPConfig(1, 4), []int64{3, 7, 7})), "must be divisible by 2"},
+		{"realnvp bad alpha", errOf(NewRealNVP(s.Root().Sub("e"), config.RealNVP{Scales: 2, ResBlocks: 1, Channels: 4, LogitAlpha: 0.7}, []int64{3, 8, 8})), "model.realnvp.logit_alpha must be in [0, 0.5)"},
 		{"wrong channels", errOf(g.LogProb(nn.Zeros([]int64{2, 1, 8, 8}, gotch.CPU))), "built for (N,3,8,8) images, got a tensor of shape [2 1 8 8]"},
 		{"wrong size", errOf3(g.Forward(nn.Zeros([]int64{2, 3, 9, 8}, gotch.CPU))), "built for (N,3,8,8)"},
 		{"3-D input", errOf(g.LogProb(nn.Zeros([]int64{3, 8, 8}, gotch.CPU))), "built for (N,3,8,8)"},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch/ts"
 )
@@ -25,34 +26,32 @@ type Coupling2D struct {
 	Out    *nn.Linear
 }
 
-// NewRealNVP2D builds a flow with the given number of coupling layers,
-// each an MLP with len(hidden) hidden ReLU layers.
-func NewRealNVP2D(p nn.Path, layers int, hidden []int64) (*RealNVP2D, error) {
-	if layers <= 0 {
-		return nil, fmt.Errorf("flows: RealNVP2D needs at least one coupling layer, got %d", layers)
+// NewRealNVP2D builds the flow with the settings c: c.Couplings coupling
+// layers, each an MLP with c.Hidden() hidden ReLU layers.
+func NewRealNVP2D(p nn.Path, c config.RealNVP2D) (*RealNVP2D, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("flows: RealNVP2D: %w", err)
 	}
-	if len(hidden) == 0 {
-		return nil, fmt.Errorf("flows: RealNVP2D coupling MLPs need at least one hidden layer")
-	}
+	hidden := c.Hidden()
 	m := &RealNVP2D{}
-	for i := 0; i < layers; i++ {
+	for i := 0; i < c.Couplings; i++ {
 		cp := p.Subf("couplings.%d", i)
-		c := &Coupling2D{Cond: int64(i % 2)}
+		cpl := &Coupling2D{Cond: int64(i % 2)}
 		in := int64(1)
 		for j, h := range hidden {
 			l, err := nn.NewLinear(cp.Subf("net.%d", 2*j), in, h)
 			if err != nil {
 				return nil, err
 			}
-			c.Hidden = append(c.Hidden, l)
+			cpl.Hidden = append(cpl.Hidden, l)
 			in = h
 		}
 		out, err := nn.NewLinear(cp.Subf("net.%d", 2*len(hidden)), in, 2, nn.LinearOptions{ZeroInit: true})
 		if err != nil {
 			return nil, err
 		}
-		c.Out = out
-		m.Couplings = append(m.Couplings, c)
+		cpl.Out = out
+		m.Couplings = append(m.Couplings, cpl)
 	}
 	return m, nil
 }

@@ -4,8 +4,10 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -33,7 +35,7 @@ func newTestFlow(t *testing.T) (*RealNVP2D, *nn.Store) {
 		t.Fatal(err)
 	}
 	s := nn.NewStore(gotch.CPU)
-	m, err := NewRealNVP2D(s.Root(), 5, []int64{16, 16})
+	m, err := NewRealNVP2D(s.Root(), config.RealNVP2D{Couplings: 5, HiddenLayers: 2, HiddenUnits: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +101,7 @@ func TestRealNVP2DStartsAsIdentityAndValidates(t *testing.T) {
 	defer sc.Close()
 	s := nn.NewStore(gotch.CPU)
 	defer s.Close()
-	m, err := NewRealNVP2D(s.Root(), 5, []int64{64, 64})
+	m, err := NewRealNVP2D(s.Root(), config.DefaultRealNVP2D())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,10 +114,10 @@ func TestRealNVP2DStartsAsIdentityAndValidates(t *testing.T) {
 	if got := s.NumParams(); got != 5*(1*64+64+64*64+64+64*2+2) {
 		t.Errorf("%d parameters", got)
 	}
-	if _, err := NewRealNVP2D(s.Root().Sub("x"), 0, []int64{4}); err == nil {
-		t.Error("0 layers should be an error")
+	if _, err := NewRealNVP2D(s.Root().Sub("x"), config.RealNVP2D{Couplings: 0, HiddenLayers: 1, HiddenUnits: 4}); err == nil || !strings.Contains(err.Error(), "model.realnvp2d.couplings must be > 0") {
+		t.Errorf("0 layers: error %v", err)
 	}
-	if _, err := NewRealNVP2D(s.Root().Sub("y"), 2, nil); err == nil {
-		t.Error("no hidden layers should be an error")
+	if _, err := NewRealNVP2D(s.Root().Sub("y"), config.RealNVP2D{Couplings: 2, HiddenLayers: 0, HiddenUnits: 4}); err == nil || !strings.Contains(err.Error(), "model.realnvp2d.hidden_layers must be > 0") {
+		t.Errorf("no hidden layers: error %v", err)
 	}
 }

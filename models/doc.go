@@ -1,8 +1,11 @@
 // Package models builds the model named by a config (model.name) on an
 // nn.Path and adapts it to the training loop.
 //
-// Every model implements train.Model (Loss: the mean training loss of a
-// batch, in nats per example). Models that can also evaluate a density
+// Each model file hands its family's settings (config.RealNVP2D,
+// config.RealNVP, config.Glow, config.VAE) and the data description to the
+// flows or vaes constructor as they are; there is no copy of them here.
+// Every model implements train.Model (Loss: an nn.Loss, the mean training
+// loss of a batch, in nats per example). Models that can also evaluate a density
 // implement Density (log p(x) per example, nats) and those that generate
 // implement Sampler (samples in the data space the model was trained on).
 // Image flows (glow, realnvp) evaluate the density of x in the configured

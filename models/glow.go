@@ -32,34 +32,11 @@ func newGlow(c *config.Config, p nn.Path) (train.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := c.Model.Glow
-	scale, err := flows.ParseScale(g.Scale)
+	f, err := flows.NewGlow(p, c.Model.Glow, c.Data.Shape())
 	if err != nil {
 		return nil, err
 	}
-	part, err := flows.ParsePartition(g.Split)
-	if err != nil {
-		return nil, err
-	}
-	prior, err := flows.ParseGlowPrior(g.Prior)
-	if err != nil {
-		return nil, err
-	}
-	o := flows.GlowOptions{
-		Shape:        c.Data.Shape(),
-		Levels:       g.Levels,
-		Depth:        g.Depth,
-		Hidden:       int64(g.Hidden),
-		Partition:    part,
-		Scale:        scale,
-		LearnedPrior: g.LearnedBase,
-		Prior:        prior,
-	}
-	f, err := flows.NewGlow(p, o)
-	if err != nil {
-		return nil, err
-	}
-	p.Store().AddLoadHint(glowPriorHint(o))
+	p.Store().AddLoadHint(glowPriorHint(c.Model.Glow))
 	return &Glow{imageLikelihood: lik, Flow: f}, nil
 }
 
@@ -68,7 +45,7 @@ func newGlow(c *config.Config, p nn.Path) (train.Model, error) {
 // the names: split.prior.* (conditional), split.base.* (per_channel),
 // top.* (any learned prior; per-element under conditional, per-channel
 // under per_channel, so a top of another shape means the other prior).
-func glowPriorHint(o flows.GlowOptions) nn.LoadHint {
+func glowPriorHint(g config.Glow) nn.LoadHint {
 	return func(missing, unexpected, reshaped []string) string {
 		has := func(names []string, part string) bool {
 			for _, n := range names {
@@ -78,16 +55,16 @@ func glowPriorHint(o flows.GlowOptions) nn.LoadHint {
 			}
 			return false
 		}
-		learned, prior := o.LearnedPrior, ""
+		learned, prior := g.LearnedBase, ""
 		switch {
 		case has(unexpected, "split.prior."):
-			learned, prior = true, flows.GlowPriorConditional.String()
+			learned, prior = true, config.GlowPriorConditional
 		case has(unexpected, "split.base."):
-			learned, prior = true, flows.GlowPriorPerChannel.String()
+			learned, prior = true, config.GlowPriorPerChannel
 		case has(reshaped, "top."):
-			prior = flows.GlowPriorConditional.String()
-			if o.Prior == flows.GlowPriorConditional {
-				prior = flows.GlowPriorPerChannel.String()
+			prior = config.GlowPriorConditional
+			if g.Prior == config.GlowPriorConditional {
+				prior = config.GlowPriorPerChannel
 			}
 		case has(unexpected, "top."):
 			learned = true
@@ -95,18 +72,18 @@ func glowPriorHint(o flows.GlowOptions) nn.LoadHint {
 			learned = false
 		}
 		var sets []string
-		if learned != o.LearnedPrior {
+		if learned != g.LearnedBase {
 			sets = append(sets, fmt.Sprintf("--set model.glow.learned_base=%v", learned))
 		}
-		if prior != "" && (prior != o.Prior.String() || !o.LearnedPrior) {
+		if prior != "" && (prior != g.Prior || !g.LearnedBase) {
 			sets = append(sets, "--set model.glow.prior="+prior)
 		}
 		if len(sets) == 0 {
 			return ""
 		}
 		this := "learned_base=false"
-		if o.LearnedPrior {
-			this = "prior=" + o.Prior.String()
+		if g.LearnedBase {
+			this = "prior=" + g.Prior
 		}
 		return fmt.Sprintf("the checkpoint was written with a different Glow prior than this model's (model.glow.%s): load it with %s", this, strings.Join(sets, " "))
 	}
@@ -114,13 +91,13 @@ func glowPriorHint(o flows.GlowOptions) nn.LoadHint {
 
 // Loss is −mean log p(x) in nats per example; the "bpd" term is it in
 // bits/dim.
-func (m *Glow) Loss(x *ts.Tensor) (train.Loss, error) {
+func (m *Glow) Loss(x *ts.Tensor) (nn.Loss, error) {
 	lp, err := m.Flow.LogProb(x)
 	if err != nil {
-		return train.Loss{}, err
+		return nn.Loss{}, err
 	}
 	nll := lp.MustMean(gotch.Float, true).MustNeg(true)
-	return train.Loss{Total: nll, Terms: map[string]*ts.Tensor{"bpd": m.bpdTensor(nll)}}, nil
+	return nn.Loss{Total: nll, Terms: map[string]*ts.Tensor{"bpd": m.bpdTensor(nll)}}, nil
 }
 
 // LogProb is log p(x) per example in nats, x in the data range.

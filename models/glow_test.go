@@ -117,8 +117,8 @@ func TestGlowPriorConfig(t *testing.T) {
 		m, s := buildModel(t, smallGlow(t, c.set), 1)
 		g := m.(*Glow).Flow
 		top, ok := g.Top.(*flows.GaussianBase)
-		if g.Options.Prior != c.prior || !ok || top.PerChannel() != (c.prior == flows.GlowPriorPerChannel) {
-			t.Errorf("%s: built prior %v with top %#v", c.set, g.Options.Prior, g.Top)
+		if g.Prior != c.prior || !ok || top.PerChannel() != (c.prior == flows.GlowPriorPerChannel) {
+			t.Errorf("%s: built prior %v with top %#v", c.set, g.Prior, g.Top)
 		}
 		s.Close()
 		sc.Close()

@@ -31,11 +31,11 @@ func newImageLikelihood(d config.Data) (imageLikelihood, error) {
 	}
 	width := 1.0
 	switch d.Range {
-	case "unit", "":
-	case "signed":
+	case config.RangeUnit, "":
+	case config.RangeSigned:
 		width = 2
 	default:
-		return imageLikelihood{}, fmt.Errorf("models: data.range %q: want unit ([0,1]) or signed ([-1,1])", d.Range)
+		return imageLikelihood{}, fmt.Errorf("models: data.range %q: want %s ([0,1]) or %s ([-1,1])", d.Range, config.RangeUnit, config.RangeSigned)
 	}
 	levels := 256.0
 	switch d.Dequantization {

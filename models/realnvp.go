@@ -40,18 +40,11 @@ func newRealNVP(c *config.Config, p nn.Path) (train.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := c.Model.RealNVP
-	f, err := flows.NewRealNVP(p, flows.RealNVPOptions{
-		Shape:      c.Data.Shape(),
-		Scales:     r.Scales,
-		ResBlocks:  r.ResBlocks,
-		Channels:   int64(r.Channels),
-		LogitAlpha: r.LogitAlpha,
-	})
+	f, err := flows.NewRealNVP(p, c.Model.RealNVP, c.Data.Shape())
 	if err != nil {
 		return nil, err
 	}
-	return &RealNVP{imageLikelihood: lik, Flow: f, signed: c.Data.Range == "signed"}, nil
+	return &RealNVP{imageLikelihood: lik, Flow: f, signed: c.Data.Range == config.RangeSigned}, nil
 }
 
 // toUnit maps data to the flow's [0,1] and returns the log-density
@@ -95,18 +88,18 @@ func (m *RealNVP) Preprocess(x *ts.Tensor) (y, logDet *ts.Tensor, err error) {
 
 // Loss is −mean log p(y) in nats per example, for a batch y in model
 // space (Preprocess's output, possibly mollified there).
-func (m *RealNVP) Loss(y *ts.Tensor) (l train.Loss, err error) {
+func (m *RealNVP) Loss(y *ts.Tensor) (l nn.Loss, err error) {
 	defer nn.Recover(&err)
 	if err := m.Flow.CheckInput(y); err != nil {
-		return train.Loss{}, err
+		return nn.Loss{}, err
 	}
 	m.Flow.SetTraining(true)
 	lp, err := m.Flow.LogProbPreprocessed(y)
 	if err != nil {
-		return train.Loss{}, err
+		return nn.Loss{}, err
 	}
 	nll := lp.MustMean(gotch.Float, true).MustNeg(true)
-	return train.Loss{Total: nll}, nil
+	return nn.Loss{Total: nll}, nil
 }
 
 // LogProb is log p(x) per example in nats, x in the data range, with the

@@ -21,15 +21,10 @@ type RealNVP2D struct {
 }
 
 func newRealNVP2D(c *config.Config, p nn.Path) (train.Model, error) {
-	m := c.Model.RealNVP2D
 	if !c.Data.Is2D() {
 		return nil, fmt.Errorf("models: realnvp2d needs 2-D data, but data.dataset is %q (use realnvp or glow for images)", c.Data.Dataset)
 	}
-	hidden := make([]int64, m.HiddenLayers)
-	for i := range hidden {
-		hidden[i] = int64(m.HiddenUnits)
-	}
-	f, err := flows.NewRealNVP2D(p, m.Couplings, hidden)
+	f, err := flows.NewRealNVP2D(p, c.Model.RealNVP2D)
 	if err != nil {
 		return nil, err
 	}
@@ -37,9 +32,9 @@ func newRealNVP2D(c *config.Config, p nn.Path) (train.Model, error) {
 }
 
 // Loss is −mean log p(x).
-func (m *RealNVP2D) Loss(x *ts.Tensor) (train.Loss, error) {
+func (m *RealNVP2D) Loss(x *ts.Tensor) (nn.Loss, error) {
 	nll := m.Flow.LogProb(x).MustMean(gotch.Float, true).MustNeg(true)
-	return train.Loss{Total: nll}, nil
+	return nn.Loss{Total: nll}, nil
 }
 
 // LogProb is log p(x) per point.

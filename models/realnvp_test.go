@@ -273,7 +273,7 @@ func TestImageFlowConfigErrors(t *testing.T) {
 		want string
 	}{
 		{"glow on 2-D data", &twoD, "image flows need image data"},
-		{"glow scale", badScale, "want sigmoid or exp"},
+		{"glow scale", badScale, `model.glow.scale: unknown value "softplus" (want "sigmoid" or "exp")`},
 		{"realnvp range", badRange, "data.range \"byte\""},
 	}
 	for i, c := range cases {

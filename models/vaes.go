@@ -18,7 +18,7 @@ func init() {
 
 // vaeNet is what VAE needs from a vaes model.
 type vaeNet interface {
-	Loss(x *ts.Tensor) (vaes.Loss, error)
+	Loss(x *ts.Tensor) (nn.Loss, error)
 	LogLikelihood(x *ts.Tensor, k int) (*ts.Tensor, error)
 	Sample(n int64, temperature float64) (*ts.Tensor, error)
 	SetTraining(on bool)
@@ -54,29 +54,20 @@ func newVAE(c *config.Config, p nn.Path) (train.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := c.Model.VAE
-	vc := vaes.Config{
-		ImageSize: int64(c.Data.ImageSize),
-		Channels:  int64(c.Data.Channels),
-		Latent:    int64(v.Latent),
-		Width:     v.Width,
-		Recon:     v.Recon,
-		Range:     c.Data.Range,
-	}
+	v, d := c.Model.VAE, c.Data
 	m := &VAE{imageLikelihood: lik, Name: c.Model.Name, EvalSamples: 1}
 	switch c.Model.Name {
 	case config.ModelVAE:
-		m.Net, err = vaes.NewVAE(p, vc)
+		m.Net, err = vaes.NewVAE(p, v, d)
 	case config.ModelBetaVAE:
-		m.Net, err = vaes.NewBetaVAE(p, vc, v.Beta)
+		m.Net, err = vaes.NewBetaVAE(p, v, d)
 	case config.ModelIWAE:
-		m.Net, err = vaes.NewIWAE(p, vc, v.ImportanceSamples)
+		m.Net, err = vaes.NewIWAE(p, v, d)
 		m.EvalSamples = v.ImportanceSamples
 	case config.ModelVAEIAF:
-		m.Net, err = vaes.NewVAEIAF(p, vc, vaes.IAFConfig{Blocks: v.IAF.Blocks, HiddenLayers: v.IAF.HiddenLayers, HiddenUnits: v.IAF.HiddenUnits})
+		m.Net, err = vaes.NewVAEIAF(p, v, d)
 	case config.ModelHVAE:
-		h := v.HVAE
-		m.Net, err = vaes.NewHVAE(p, vc, vaes.HVAEConfig{LeapfrogSteps: h.LeapfrogSteps, StepSize: h.StepSize, LearnStepSize: h.LearnStepSize, BetaZero: h.BetaZero})
+		m.Net, err = vaes.NewHVAE(p, v, d)
 	default:
 		return nil, fmt.Errorf("models: %q is not a VAE variant", c.Model.Name)
 	}
@@ -88,13 +79,9 @@ func newVAE(c *config.Config, p nn.Path) (train.Model, error) {
 
 // Loss is the mean training objective in nats per example (negative ELBO;
 // β-VAE: recon + β·kl; IWAE: negative bound), with named terms.
-func (m *VAE) Loss(x *ts.Tensor) (train.Loss, error) {
+func (m *VAE) Loss(x *ts.Tensor) (nn.Loss, error) {
 	m.Net.SetTraining(true)
-	l, err := m.Net.Loss(x)
-	if err != nil {
-		return train.Loss{}, err
-	}
-	return train.Loss{Total: l.Total, Terms: l.Terms}, nil
+	return m.Net.Loss(x)
 }
 
 // LogLikelihood is the K-sample importance-sampled estimate of log p(x)

@@ -24,42 +24,23 @@ func cifarConfig(model string) string {
 	return strings.ReplaceAll(model, "beta_vae", "betavae") + "_cifar10"
 }
 
-// smallVAE wraps a variant built on Table 4 nets at width 1/32 (latent 4)
-// for data shaped like the shipped CIFAR-10 config, as Build would.
+// smallVAE builds a variant as Build would, from the shipped CIFAR-10
+// config, with Table 4 nets at width 1/32, latent 4 and (vae_iaf) MADEs of
+// 16 units, so that it runs in milliseconds.
 func smallVAE(t *testing.T, name string, sets ...string) (*VAE, *nn.Store) {
 	t.Helper()
-	c, err := config.Load(cifarConfig(name), sets)
+	small := []string{"model.vae.latent=4", "model.vae.width=0.03125", "model.vae.iaf.hidden_units=16"}
+	c, err := config.Load(cifarConfig(name), append(small, sets...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	lik, err := newImageLikelihood(c.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc := vaes.Config{ImageSize: 32, Channels: 3, Latent: 4, Width: 1.0 / 32, Recon: c.Model.VAE.Recon, Range: c.Data.Range}
 	s := nn.NewStore(gotch.CPU)
-	p := s.Root()
-	m := &VAE{imageLikelihood: lik, Name: name, EvalSamples: 1}
-	v := c.Model.VAE
-	switch name {
-	case config.ModelVAE:
-		m.Net, err = vaes.NewVAE(p, vc)
-	case config.ModelBetaVAE:
-		m.Net, err = vaes.NewBetaVAE(p, vc, v.Beta)
-	case config.ModelIWAE:
-		m.Net, err = vaes.NewIWAE(p, vc, v.ImportanceSamples)
-		m.EvalSamples = v.ImportanceSamples
-	case config.ModelVAEIAF:
-		m.Net, err = vaes.NewVAEIAF(p, vc, vaes.IAFConfig{Blocks: v.IAF.Blocks, HiddenLayers: v.IAF.HiddenLayers, HiddenUnits: 16})
-	case config.ModelHVAE:
-		h := v.HVAE
-		m.Net, err = vaes.NewHVAE(p, vc, vaes.HVAEConfig{LeapfrogSteps: h.LeapfrogSteps, StepSize: h.StepSize, LearnStepSize: h.LearnStepSize, BetaZero: h.BetaZero})
-	}
+	m, err := newVAE(c, s.Root())
 	if err != nil {
 		s.Close()
 		t.Fatal(err)
 	}
-	return m, s
+	return m.(*VAE), s
 }
 
 // Every shipped VAE config builds the Table 4 model through the registry,
@@ -105,8 +86,8 @@ func TestVAEFamilyBuildsFromShippedConfigs(t *testing.T) {
 					t.Errorf("IAF is not 2 MADE blocks of 3 × 128")
 				}
 			case *vaes.HVAE:
-				if n.Cfg.LeapfrogSteps != 1 || n.Cfg.BetaZero != 0.3 || !n.Cfg.LearnStepSize {
-					t.Errorf("HVAE config %+v", n.Cfg)
+				if h := n.Config.HVAE; h.LeapfrogSteps != 1 || h.BetaZero != 0.3 || !h.LearnStepSize {
+					t.Errorf("HVAE config %+v", h)
 				}
 				if ss, _ := n.StepSize(); math.Abs(ss-1e-3) > 1e-9 {
 					t.Errorf("initial step size %g, want 0.001", ss)
@@ -168,10 +149,10 @@ func TestVAEConfigErrors(t *testing.T) {
 		want string
 	}{
 		{"2-D data", &twoD, "vae needs image data"},
-		{"bce on signed data", load("vae_cifar10", func(c *config.Config) { c.Data.Range = "signed"; c.Model.VAE.Recon = "bce" }), "needs targets in [0, 1]"},
-		{"unknown recon", load("iwae_cifar10", func(c *config.Config) { c.Model.VAE.Recon = "l2" }), `unknown reconstruction likelihood "l2"`},
-		{"image size", load("hvae_cifar10", func(c *config.Config) { c.Data.ImageSize = 28 }), "image size 28 has no Table 4 network"},
-		{"beta", load("betavae_cifar10", func(c *config.Config) { c.Model.VAE.Beta = 0 }), "beta must be positive"},
+		{"bce on signed data", load("vae_cifar10", func(c *config.Config) { c.Data.Range = config.RangeSigned; c.Model.VAE.Recon = config.ReconBCE }), "needs targets in [0, 1]"},
+		{"unknown recon", load("iwae_cifar10", func(c *config.Config) { c.Model.VAE.Recon = "l2" }), `model.vae.recon: unknown value "l2"`},
+		{"image size", load("hvae_cifar10", func(c *config.Config) { c.Data.ImageSize = 28 }), "which exist for data.image_size 32 or 64, got 28"},
+		{"beta", load("betavae_cifar10", func(c *config.Config) { c.Model.VAE.Beta = 0 }), "model.vae.beta must be a finite number > 0"},
 	} {
 		_, err := Build(tc.c, s.Root().Subf("m%d", i))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

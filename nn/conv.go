@@ -3,7 +3,6 @@ package nn
 import (
 	"fmt"
 	"math"
-	"os"
 
 	"github.com/sugarme/gotch/ts"
 )
@@ -14,6 +13,11 @@ type ConvOptions struct {
 	Stride, Padding, Dilation, Groups, OutputPadding int64
 	NoBias                                           bool
 	ZeroInit                                         bool
+	// NativeBackward (ConvTranspose2d only) backpropagates through
+	// libtorch's own transposed-convolution kernels instead of the oneDNN
+	// convolutions (see ConvTranspose2d.Forward): an ablation for
+	// benchmarks and parity checks; training has no reason to set it.
+	NativeBackward bool
 }
 
 func (o ConvOptions) norm() ConvOptions {
@@ -130,25 +134,20 @@ func NewConvTranspose2d(p Path, in, out, k int64, opts ...ConvOptions) (*ConvTra
 	return &ConvTranspose2d{W: w, B: b, In: in, Out: out, Kernel: k, Opts: o}, nil
 }
 
-// NativeConvTranspose makes every ConvTranspose2d use libtorch's own
-// backward instead of the oneDNN one (see Forward). It is read at each call;
-// $MOLLIFY_CONVT=native sets it at start-up. Benchmarks and parity checks
-// use it; training has no reason to.
-var NativeConvTranspose = os.Getenv("MOLLIFY_CONVT") == "native"
-
 // Forward applies the transposed convolution to x (N, in, H, W). On CPU
 // float32 the backward runs as two oneDNN convolutions (input gradient
 // conv2d(g, W), weight gradient of that convolution) rather than libtorch
 // 1.13's im2col path. On the Table 4 decoder that backward is about 1.5×
 // faster (bench/convt_kernels.py); values agree to float rounding, and the
-// double backward HVAE needs still works.
+// double backward HVAE needs still works. Opts.NativeBackward keeps
+// libtorch's own backward.
 func (c *ConvTranspose2d) Forward(x *ts.Tensor) *ts.Tensor {
 	b := c.B
 	if b == nil {
 		b = ts.None
 	}
 	o := c.Opts
-	y, err := ts.ConvTranspose2dFast(x, c.W, b, []int64{o.Stride, o.Stride}, []int64{o.Padding, o.Padding}, []int64{o.OutputPadding, o.OutputPadding}, o.Groups, []int64{o.Dilation, o.Dilation}, NativeConvTranspose)
+	y, err := ts.ConvTranspose2dFast(x, c.W, b, []int64{o.Stride, o.Stride}, []int64{o.Padding, o.Padding}, []int64{o.OutputPadding, o.OutputPadding}, o.Groups, []int64{o.Dilation, o.Dilation}, o.NativeBackward)
 	if err != nil {
 		panic(err)
 	}

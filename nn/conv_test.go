@@ -15,10 +15,8 @@ import (
 // libtorch's native one.
 func convTransposeGrads(t *testing.T, native bool, x, w, b, r *ts.Tensor, o ConvOptions) []*ts.Tensor {
 	t.Helper()
+	o.NativeBackward = native
 	c := &ConvTranspose2d{W: w, B: b, Opts: o.norm()}
-	old := NativeConvTranspose
-	NativeConvTranspose = native
-	defer func() { NativeConvTranspose = old }()
 	y := c.Forward(x)
 	loss := y.MustMul(r, false).MustSum(gotch.Float, true)
 	inputs := []*ts.Tensor{x, w}

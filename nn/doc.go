@@ -23,7 +23,11 @@
 //     gives the same weights as PyTorch on CPU.
 //   - Kernels may differ from PyTorch's where libtorch 1.13 is slow, never
 //     the values beyond float rounding: ConvTranspose2d backpropagates
-//     through oneDNN convolutions on CPU (NativeConvTranspose or
-//     $MOLLIFY_CONVT=native turn it off), and Adam/Adamax update each CPU
-//     parameter in one fused pass (ts.SetOptimFused(false) turns it off).
+//     through oneDNN convolutions on CPU (ConvOptions.NativeBackward turns
+//     it off; the VAE decoder sets it from model.vae.native_convt_backward),
+//     and Adam/Adamax update each CPU parameter in one fused pass
+//     (ts.SetOptimFused(false) turns it off).
+//   - Shared layers: Linear, Conv2d, ConvTranspose2d, BatchNorm2d (flows'
+//     coupling networks and the VAE nets use the same one). Loss is the
+//     batch objective every model returns and train minimises.
 package nn

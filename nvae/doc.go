@@ -1,7 +1,10 @@
 // Package nvae is the home of NVAE (Vahdat & Kautz, 2020), the deep
 // hierarchical VAE of the paper's last experiment. No model is implemented
-// here yet; configs/nvae_cifar10.yaml holds the paper's settings, and
-// building it with cmd/train reports that the model is not available.
+// here yet; its settings are config.NVAE (config/nvae.go: the fields,
+// their defaults and checks), configs/nvae_cifar10.yaml holds the paper's
+// values, and building it with cmd/train reports that the model is not
+// available. The constructor will take config.NVAE directly, as flows and
+// vaes take theirs.
 //
 // Conventions, shared with the rest of mollify:
 //   - Images are NCHW float32 in [0,1]: NVAE's discretized mixture of

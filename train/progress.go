@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/mollify/mollify/mollification"
 	"github.com/schollz/progressbar/v3"
 )
 
@@ -67,7 +68,7 @@ func MetricsHook(every int) Hook {
 			"mollified": s.Moll.Active, "sigma2": s.Moll.Sigma2,
 			"step_ms": float64(s.StepTime.Microseconds()) / 1e3, "data_wait_ms": float64(s.DataWait.Microseconds()) / 1e3,
 		}
-		if s.Moll.Kind == "blur" {
+		if s.Moll.Kind == mollification.KindBlur {
 			v["blur_sigma"], v["blur_time"] = s.Moll.BlurSigma, s.Moll.BlurTime
 		}
 		if finite(s.GradNorm) {

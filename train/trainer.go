@@ -21,16 +21,9 @@ import (
 // Model is what the loop trains.
 type Model interface {
 	// Loss returns the loss of a batch (already mollified, on the device)
-	// and named scalar terms for the metrics. Tensors belong to the
-	// caller's scope.
-	Loss(x *ts.Tensor) (Loss, error)
-}
-
-// Loss is a scalar to minimise plus named scalar terms (e.g. "recon",
-// "kl"); terms may be nil.
-type Loss struct {
-	Total *ts.Tensor
-	Terms map[string]*ts.Tensor
+	// and named scalar terms for the metrics (nn.Loss; terms may be nil).
+	// Tensors belong to the caller's scope.
+	Loss(x *ts.Tensor) (nn.Loss, error)
 }
 
 // Batches yields the training batch of a 0-based step, on the device, in

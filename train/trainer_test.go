@@ -38,9 +38,9 @@ func (s slices) Batch(step int) (*ts.Tensor, error) {
 
 type flowModel struct{ f *flows.RealNVP2D }
 
-func (m flowModel) Loss(x *ts.Tensor) (Loss, error) {
+func (m flowModel) Loss(x *ts.Tensor) (nn.Loss, error) {
 	nll := m.f.LogProb(x).MustMean(gotch.Float, true).MustNeg(true)
-	return Loss{Total: nll, Terms: map[string]*ts.Tensor{"nll": nll}}, nil
+	return nn.Loss{Total: nll, Terms: map[string]*ts.Tensor{"nll": nll}}, nil
 }
 
 func testConfig(iters int) *config.Config {
@@ -61,7 +61,7 @@ func newTrainer(t *testing.T, c *config.Config, dir string, data *ts.Tensor) *Tr
 	}
 	store := nn.NewStore(gotch.CPU)
 	t.Cleanup(store.Close)
-	f, err := flows.NewRealNVP2D(store.Root(), 3, []int64{16, 16})
+	f, err := flows.NewRealNVP2D(store.Root(), config.RealNVP2D{Couplings: 3, HiddenLayers: 2, HiddenUnits: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ type nanModel struct {
 	bad   func(call int) bool
 }
 
-func (m *nanModel) Loss(x *ts.Tensor) (Loss, error) {
+func (m *nanModel) Loss(x *ts.Tensor) (nn.Loss, error) {
 	m.calls++
 	l, err := m.flowModel.Loss(x)
 	if m.bad(m.calls - 1) {
@@ -237,10 +237,10 @@ func TestProgressPlainLines(t *testing.T) {
 // forward pass updates running statistics.
 type bnModel struct {
 	flowModel
-	bn *flows.BatchNorm2d
+	bn *nn.BatchNorm2d
 }
 
-func (m bnModel) Loss(x *ts.Tensor) (Loss, error) {
+func (m bnModel) Loss(x *ts.Tensor) (nn.Loss, error) {
 	n := x.MustSize()[0]
 	h := m.bn.Forward(x.MustView([]int64{n, 2, 1, 1}, false)).MustView([]int64{n, 2}, true)
 	return m.flowModel.Loss(h)
@@ -255,7 +255,7 @@ func TestSkippedStepRestoresBatchNormBuffers(t *testing.T) {
 	c := testConfig(3)
 	c.Mollification.Enabled = false
 	tr := newTrainer(t, c, t.TempDir(), data)
-	bn, err := flows.NewBatchNorm2d(tr.Store.Root().Sub("bn"), 2)
+	bn, err := nn.NewBatchNorm2d(tr.Store.Root().Sub("bn"), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +399,7 @@ func (m *shifted) Preprocess(x *ts.Tensor) (*ts.Tensor, *ts.Tensor, error) {
 	return x.MustAddScalar(ts.FloatScalar(1000), false), nn.Zeros([]int64{x.MustSize()[0]}, gotch.CPU), nil
 }
 
-func (m *shifted) Loss(y *ts.Tensor) (Loss, error) {
+func (m *shifted) Loss(y *ts.Tensor) (nn.Loss, error) {
 	v, _ := y.MustMean(gotch.Float, false).Float64()
 	m.means = append(m.means, v)
 	return m.flowModel.Loss(y.MustSubScalar(ts.FloatScalar(1000), false))

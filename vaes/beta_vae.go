@@ -1,9 +1,7 @@
 package vaes
 
 import (
-	"fmt"
-	"math"
-
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 )
 
@@ -14,17 +12,14 @@ type BetaVAE struct {
 	*VAE
 }
 
-// NewBetaVAE registers a β-VAE under p; beta must be positive.
-func NewBetaVAE(p nn.Path, c Config, beta float64) (*BetaVAE, error) {
-	if !(beta > 0) || math.IsInf(beta, 0) {
-		return nil, fmt.Errorf("vaes: beta must be positive and finite, got %g (the paper uses 0.1)", beta)
-	}
-	v, err := NewVAE(p, c)
+// NewBetaVAE registers a β-VAE with the settings c (β = c.Beta > 0) for
+// the images d describes under p.
+func NewBetaVAE(p nn.Path, c config.VAE, d config.Data) (*BetaVAE, error) {
+	b, err := newBase(p, c, config.ModelBetaVAE, d)
 	if err != nil {
 		return nil, err
 	}
-	v.beta = beta
-	return &BetaVAE{VAE: v}, nil
+	return &BetaVAE{VAE: &VAE{Base: b, beta: c.Beta}}, nil
 }
 
 // Beta is the KL weight.

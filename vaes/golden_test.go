@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -33,9 +34,14 @@ type goldenCase struct {
 
 // goldenModel builds the case's model and returns it with a function that
 // computes its loss for given noise.
-func goldenModel(t *testing.T, p nn.Path, gc goldenCase) (setTraining func(bool), loss func(x *ts.Tensor, noise map[string]*ts.Tensor) Loss) {
+func goldenModel(t *testing.T, p nn.Path, gc goldenCase) (setTraining func(bool), loss func(x *ts.Tensor, noise map[string]*ts.Tensor) nn.Loss) {
 	t.Helper()
-	c := Config{ImageSize: gc.Size, Channels: gc.Channels, Latent: gc.Latent, Width: gc.Width, Recon: gc.Recon, Range: gc.Range}
+	c := config.VAE{
+		Latent: int(gc.Latent), Width: gc.Width, Recon: gc.Recon, Beta: gc.Beta, ImportanceSamples: gc.K,
+		IAF:  config.IAF{Blocks: gc.IAFBlocks, HiddenLayers: gc.IAFLayers, HiddenUnits: gc.IAFUnits},
+		HVAE: config.HVAE{LeapfrogSteps: gc.LFSteps, StepSize: gc.StepSize, LearnStepSize: true, BetaZero: gc.BetaZero},
+	}
+	d := config.Data{ImageSize: int(gc.Size), Channels: int(gc.Channels), Range: gc.Range}
 	fail := func(err error) {
 		if err != nil {
 			t.Fatal(err)
@@ -43,37 +49,37 @@ func goldenModel(t *testing.T, p nn.Path, gc goldenCase) (setTraining func(bool)
 	}
 	switch gc.Model {
 	case "vae":
-		m, err := NewVAE(p, c)
+		m, err := NewVAE(p, c, d)
 		fail(err)
-		return m.SetTraining, func(x *ts.Tensor, n map[string]*ts.Tensor) Loss {
+		return m.SetTraining, func(x *ts.Tensor, n map[string]*ts.Tensor) nn.Loss {
 			mu, lv := m.Encoder.Forward(x)
 			return m.loss(x, mu, lv, n["eps"])
 		}
 	case "beta_vae":
-		m, err := NewBetaVAE(p, c, gc.Beta)
+		m, err := NewBetaVAE(p, c, d)
 		fail(err)
-		return m.SetTraining, func(x *ts.Tensor, n map[string]*ts.Tensor) Loss {
+		return m.SetTraining, func(x *ts.Tensor, n map[string]*ts.Tensor) nn.Loss {
 			mu, lv := m.Encoder.Forward(x)
 			return m.loss(x, mu, lv, n["eps"])
 		}
 	case "iwae":
-		m, err := NewIWAE(p, c, gc.K)
+		m, err := NewIWAE(p, c, d)
 		fail(err)
-		return m.SetTraining, func(x *ts.Tensor, n map[string]*ts.Tensor) Loss {
+		return m.SetTraining, func(x *ts.Tensor, n map[string]*ts.Tensor) nn.Loss {
 			mu, lv := m.Encoder.Forward(x)
 			return m.loss(x, mu, lv, n["eps"])
 		}
 	case "vae_iaf":
-		m, err := NewVAEIAF(p, c, IAFConfig{Blocks: gc.IAFBlocks, HiddenLayers: gc.IAFLayers, HiddenUnits: gc.IAFUnits})
+		m, err := NewVAEIAF(p, c, d)
 		fail(err)
-		return m.SetTraining, func(x *ts.Tensor, n map[string]*ts.Tensor) Loss {
+		return m.SetTraining, func(x *ts.Tensor, n map[string]*ts.Tensor) nn.Loss {
 			mu, lv := m.Encoder.Forward(x)
 			return m.loss(x, mu, lv, n["eps"])
 		}
 	case "hvae":
-		m, err := NewHVAE(p, c, HVAEConfig{LeapfrogSteps: gc.LFSteps, StepSize: gc.StepSize, LearnStepSize: true, BetaZero: gc.BetaZero})
+		m, err := NewHVAE(p, c, d)
 		fail(err)
-		return m.SetTraining, func(x *ts.Tensor, n map[string]*ts.Tensor) Loss {
+		return m.SetTraining, func(x *ts.Tensor, n map[string]*ts.Tensor) nn.Loss {
 			mu, lv := m.Encoder.Forward(x)
 			return m.loss(x, mu, lv, n["eps"], n["gamma"])
 		}
@@ -125,13 +131,13 @@ func TestParityWithPyTorch(t *testing.T) {
 				t.Fatal(err)
 			}
 			x := g[name+".x_u8"].MustTotype(gotch.Float, false)
-			if gc.Range == RangeSigned {
+			if gc.Range == config.RangeSigned {
 				x = x.MustDivScalar(ts.FloatScalar(127.5), true).MustSubScalar(ts.FloatScalar(1), true)
 			} else {
 				x = x.MustDivScalar(ts.FloatScalar(255), true)
 			}
 			noise := map[string]*ts.Tensor{"eps": g[name+".eps"], "gamma": g[name+".gamma"]}
-			check := func(mode string, l Loss) {
+			check := func(mode string, l nn.Loss) {
 				want := pick(mode + ".")
 				if got, w := scalar(t, l.Total), scalar(t, want["total"]); !closeNats(got, w) {
 					t.Errorf("%s total = %.7g, PyTorch %.7g", mode, got, w)

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -28,9 +29,25 @@ func begin(t *testing.T) func() {
 	}
 }
 
+// setup is a model's settings and the images it models.
+type setup struct {
+	config.VAE
+	config.Data
+}
+
+// table4 is the paper's network (width 1, latent 256) for size×size
+// images of the given channels in [0, 1].
+func table4(size, channels int, recon string) setup {
+	v := config.DefaultVAE()
+	v.Recon = recon
+	return setup{v, config.Data{ImageSize: size, Channels: channels, Range: config.RangeUnit}}
+}
+
 // tiny is a small 32×32 configuration that runs in milliseconds.
-func tiny(recon string) Config {
-	return Config{ImageSize: 32, Channels: 3, Latent: 4, Width: 1.0 / 32, Recon: recon, Range: RangeUnit}
+func tiny(recon string) setup {
+	c := table4(32, 3, recon)
+	c.Latent, c.Width = 4, 1.0/32
+	return c
 }
 
 func seed(t *testing.T, s uint64) {
@@ -40,10 +57,10 @@ func seed(t *testing.T, s uint64) {
 	}
 }
 
-// images is a batch of uniform [0,1) images.
-func images(n int64, c Config) *ts.Tensor {
-	x := ts.MustRand([]int64{n, c.Channels, c.ImageSize, c.ImageSize}, gotch.Float, gotch.CPU)
-	return x
+// images is a batch of uniform [0,1) images of the shape d describes.
+func images(n int64, d config.Data) *ts.Tensor {
+	s := int64(d.ImageSize)
+	return ts.MustRand([]int64{n, int64(d.Channels), s, s}, gotch.Float, gotch.CPU)
 }
 
 func scalar(t *testing.T, x *ts.Tensor) float64 {

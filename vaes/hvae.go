@@ -4,17 +4,10 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch/ts"
 )
-
-// HVAEConfig sets the Hamiltonian flow of Caterini et al. 2018.
-type HVAEConfig struct {
-	LeapfrogSteps int     // K (1 in the paper)
-	StepSize      float64 // initial leapfrog step size ε, one per latent dimension (0.001)
-	LearnStepSize bool    // train ε ("adaptive" in the paper)
-	BetaZero      float64 // initial inverse temperature β0 ∈ (0, 1] (0.3); 1 turns tempering off
-}
 
 // HVAE is the Hamiltonian VAE (Caterini et al. 2018, Algorithm 1 with
 // fixed tempering). With z0 ~ q(z0|x), γ0 ~ N(0, I) and ρ0 = γ0/√β0, K
@@ -32,28 +25,21 @@ type HVAE struct {
 	*Base
 	// Eps is ε (latent): a parameter when learned, else a buffer.
 	Eps *ts.Tensor
-	Cfg HVAEConfig
 }
 
-// NewHVAE registers an HVAE under p (ε as p.eps_lf).
-func NewHVAE(p nn.Path, c Config, hc HVAEConfig) (m *HVAE, err error) {
-	switch {
-	case hc.LeapfrogSteps < 1:
-		return nil, fmt.Errorf("vaes: HVAE needs at least 1 leapfrog step, got %d", hc.LeapfrogSteps)
-	case !(hc.StepSize > 0) || math.IsInf(hc.StepSize, 0):
-		return nil, fmt.Errorf("vaes: HVAE step size must be positive and finite, got %g (the paper starts at 0.001)", hc.StepSize)
-	case !(hc.BetaZero > 0 && hc.BetaZero <= 1):
-		return nil, fmt.Errorf("vaes: HVAE beta_zero must be in (0, 1], got %g (1 disables tempering)", hc.BetaZero)
-	}
-	b, err := newBase(p, c)
+// NewHVAE registers an HVAE with the settings c (the flow: c.HVAE) for the
+// images d describes under p (ε as p.eps_lf).
+func NewHVAE(p nn.Path, c config.VAE, d config.Data) (m *HVAE, err error) {
+	b, err := newBase(p, c, config.ModelHVAE, d)
 	if err != nil {
 		return nil, err
 	}
 	defer nn.Recover(&err)
 	sc := ts.NewScope()
 	defer sc.Close()
-	init := nn.Ones([]int64{c.Latent}, p.Device()).MustMulScalar(ts.FloatScalar(hc.StepSize), true)
-	m = &HVAE{Base: b, Cfg: hc}
+	hc := c.HVAE
+	init := nn.Ones([]int64{int64(c.Latent)}, p.Device()).MustMulScalar(ts.FloatScalar(hc.StepSize), true)
+	m = &HVAE{Base: b}
 	if hc.LearnStepSize {
 		m.Eps, err = p.Param("eps_lf", init)
 	} else {
@@ -133,18 +119,18 @@ func (m *HVAE) potential(z, x *ts.Tensor) (recon, grad *ts.Tensor) {
 // Loss is the negative Hamiltonian ELBO with terms recon (−log p(x|zK)
 // without constant), kl (log q(z0|x) − log p(zK)) and momentum
 // (½|ρK|² − ½|γ0|²); Total = recon + kl + momentum.
-func (m *HVAE) Loss(x *ts.Tensor) (l Loss, err error) {
-	if err := m.Config.checkImages(x); err != nil {
-		return Loss{}, err
+func (m *HVAE) Loss(x *ts.Tensor) (l nn.Loss, err error) {
+	if err := checkImages(m.Data, x); err != nil {
+		return nn.Loss{}, err
 	}
 	defer nn.Recover(&err)
 	mu, logvar := m.Encoder.Forward(x)
 	return m.loss(x, mu, logvar, mu.MustRandnLike(false), mu.MustRandnLike(false)), nil
 }
 
-func (m *HVAE) loss(x, mu, logvar, eps, gamma *ts.Tensor) Loss {
+func (m *HVAE) loss(x, mu, logvar, eps, gamma *ts.Tensor) nn.Loss {
 	recon, kl, mom := m.parts(x, mu, logvar, eps, gamma)
-	return Loss{
+	return nn.Loss{
 		Total: mean(recon.MustAdd(kl, false).MustAdd(mom, true)),
 		Terms: map[string]*ts.Tensor{"recon": mean(recon), "kl": mean(kl), "momentum": mean(mom)},
 	}
@@ -153,8 +139,9 @@ func (m *HVAE) loss(x, mu, logvar, eps, gamma *ts.Tensor) Loss {
 // parts runs the flow from z0 = μ + σ·eps, ρ0 = gamma/√β0.
 func (m *HVAE) parts(x, mu, logvar, eps, gamma *ts.Tensor) (recon, kl, mom *ts.Tensor) {
 	z0 := reparameterize(mu, logvar, eps)
-	rho0 := gamma.MustMulScalar(ts.FloatScalar(1/math.Sqrt(m.Cfg.BetaZero)), false)
-	zK, rhoK := Leapfrog(z0, rho0, m.Eps, TemperingScales(m.Cfg.BetaZero, m.Cfg.LeapfrogSteps), func(z *ts.Tensor) *ts.Tensor {
+	h := m.Config.HVAE
+	rho0 := gamma.MustMulScalar(ts.FloatScalar(1/math.Sqrt(h.BetaZero)), false)
+	zK, rhoK := Leapfrog(z0, rho0, m.Eps, TemperingScales(h.BetaZero, h.LeapfrogSteps), func(z *ts.Tensor) *ts.Tensor {
 		r, g := m.potential(z, x)
 		recon = r // the last call is at zK
 		return g

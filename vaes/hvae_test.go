@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -131,8 +132,10 @@ func tinyHVAE(t *testing.T, learn bool) (*HVAE, *nn.Store) {
 	t.Helper()
 	seed(t, 32)
 	s := nn.NewStore(gotch.CPU)
-	m, err := NewHVAE(s.Root(), Config{ImageSize: 32, Channels: 3, Latent: 3, Width: 1.0 / 32, Recon: ReconMSE},
-		HVAEConfig{LeapfrogSteps: 2, StepSize: 1e-3, LearnStepSize: learn, BetaZero: 0.3})
+	c := tiny(config.ReconMSE)
+	c.Latent = 3
+	c.HVAE = config.HVAE{LeapfrogSteps: 2, StepSize: 1e-3, LearnStepSize: learn, BetaZero: 0.3}
+	m, err := NewHVAE(s.Root(), c.VAE, c.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +150,7 @@ func TestHVAELeapfrogOnDecoderPotential(t *testing.T) {
 	defer s.Close()
 	randomize(s, 0.3)
 	m.SetTraining(false) // running statistics: examples are independent
-	x := images(1, m.Config)
+	x := images(1, m.Data)
 	eps := ts.MustFull([]int64{3}, ts.FloatScalar(0.2), gotch.Float, gotch.CPU)
 	gradU := func(z *ts.Tensor) *ts.Tensor { _, g := m.potential(z, x); return g }
 	step := func(z, rho, eps *ts.Tensor, g func(*ts.Tensor) *ts.Tensor) (*ts.Tensor, *ts.Tensor) {
@@ -172,12 +175,12 @@ func TestHVAEWithZeroStepIsTheVAE(t *testing.T) {
 	seed(t, 32)
 	sv := nn.NewStore(gotch.CPU)
 	defer sv.Close()
-	v, err := NewVAE(sv.Root(), m.Config)
+	v, err := NewVAE(sv.Root(), m.Config, m.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts.NoGrad(func() { m.Eps.MustZero_() })
-	x := images(4, m.Config)
+	x := images(4, m.Data)
 	eps, gamma := nn.Randn([]int64{4, 3}, gotch.CPU), nn.Randn([]int64{4, 3}, gotch.CPU)
 	mu, lv := m.Encoder.Forward(x)
 	l := m.loss(x, mu, lv, eps, gamma)
@@ -199,7 +202,7 @@ func TestHVAEStepSize(t *testing.T) {
 	defer s.Close()
 	randomize(s, 0.2)
 	ts.NoGrad(func() { m.Eps.MustFill_(ts.FloatScalar(0.05)) })
-	x := images(4, m.Config)
+	x := images(4, m.Data)
 	l, err := m.Loss(x)
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +246,7 @@ func TestHVAELogLikelihood(t *testing.T) {
 	randomize(s, 0.2)
 	ts.NoGrad(func() { m.Eps.MustFill_(ts.FloatScalar(0.05)) })
 	m.SetTraining(false)
-	x := images(3, m.Config)
+	x := images(3, m.Data)
 	seed(t, 33)
 	ll, err := m.LogLikelihood(x, 1)
 	if err != nil {

@@ -1,8 +1,7 @@
 package vaes
 
 import (
-	"fmt"
-
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch/ts"
 )
@@ -21,36 +20,34 @@ type IWAE struct {
 	K int
 }
 
-// NewIWAE registers an IWAE with k importance samples under p.
-func NewIWAE(p nn.Path, c Config, k int) (*IWAE, error) {
-	if k < 1 {
-		return nil, fmt.Errorf("vaes: IWAE needs at least 1 importance sample, got %d (the paper uses 5)", k)
-	}
-	b, err := newBase(p, c)
+// NewIWAE registers an IWAE with the settings c (K = c.ImportanceSamples)
+// for the images d describes under p.
+func NewIWAE(p nn.Path, c config.VAE, d config.Data) (*IWAE, error) {
+	b, err := newBase(p, c, config.ModelIWAE, d)
 	if err != nil {
 		return nil, err
 	}
-	return &IWAE{Base: b, K: k}, nil
+	return &IWAE{Base: b, K: c.ImportanceSamples}, nil
 }
 
 // Loss returns Total = −mean L_K and the terms recon and kl (means over
 // examples and samples of −log p(x|z_k) without constant and of
 // log q(z_k|x) − log p(z_k)) and bound (mean L_K, without ReconConst).
-func (m *IWAE) Loss(x *ts.Tensor) (l Loss, err error) {
-	if err := m.Config.checkImages(x); err != nil {
-		return Loss{}, err
+func (m *IWAE) Loss(x *ts.Tensor) (l nn.Loss, err error) {
+	if err := checkImages(m.Data, x); err != nil {
+		return nn.Loss{}, err
 	}
 	defer nn.Recover(&err)
 	mu, logvar := m.Encoder.Forward(x)
-	eps := nn.Randn([]int64{mu.MustSize()[0], int64(m.K), m.Config.Latent}, mu.MustDevice())
+	eps := nn.Randn([]int64{mu.MustSize()[0], int64(m.K), int64(m.Config.Latent)}, mu.MustDevice())
 	return m.loss(x, mu, logvar, eps), nil
 }
 
 // loss takes the noise eps (B, K, latent).
-func (m *IWAE) loss(x, mu, logvar, eps *ts.Tensor) Loss {
+func (m *IWAE) loss(x, mu, logvar, eps *ts.Tensor) nn.Loss {
 	logw, recon, kl := m.logWeights(x, mu, logvar, eps)
 	bound := logMeanExp(logw, 1)
-	return Loss{
+	return nn.Loss{
 		Total: mean(bound).MustNeg(true),
 		Terms: map[string]*ts.Tensor{"recon": mean(recon), "kl": mean(kl), "bound": mean(bound)},
 	}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -11,18 +12,19 @@ import (
 
 // twin builds a VAE and an IWAE with identical weights (same seed, same
 // construction order).
-func twin(t *testing.T, c Config, k int) (*VAE, *nn.Store, *IWAE, *nn.Store) {
+func twin(t *testing.T, c setup, k int) (*VAE, *nn.Store, *IWAE, *nn.Store) {
 	t.Helper()
 	seed(t, 11)
 	sv := nn.NewStore(gotch.CPU)
-	v, err := NewVAE(sv.Root(), c)
+	v, err := NewVAE(sv.Root(), c.VAE, c.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	randomize(sv, 0.1)
 	seed(t, 11)
 	si := nn.NewStore(gotch.CPU)
-	w, err := NewIWAE(si.Root(), c, k)
+	c.ImportanceSamples = k
+	w, err := NewIWAE(si.Root(), c.VAE, c.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,12 +36,12 @@ func twin(t *testing.T, c Config, k int) (*VAE, *nn.Store, *IWAE, *nn.Store) {
 // its recon term the VAE's, and its gradient the ELBO's gradient.
 func TestIWAEWithOneSampleIsTheELBO(t *testing.T) {
 	defer begin(t)()
-	c := tiny(ReconMSE)
+	c := tiny(config.ReconMSE)
 	v, sv, w, si := twin(t, c, 1)
 	defer sv.Close()
 	defer si.Close()
-	x := images(4, c)
-	eps := nn.Randn([]int64{4, c.Latent}, gotch.CPU)
+	x := images(4, c.Data)
+	eps := nn.Randn([]int64{4, int64(c.Latent)}, gotch.CPU)
 
 	mu, lv := v.Encoder.Forward(x)
 	elbo := mean(v.logWeightWith(x, mu, lv, eps)).MustAddScalar(ts.FloatScalar(v.ReconConst()), true)
@@ -69,12 +71,12 @@ func TestIWAEWithOneSampleIsTheELBO(t *testing.T) {
 // whose value is not the bound.
 func TestIWAEGradientIsTheSurrogateGradient(t *testing.T) {
 	defer begin(t)()
-	c := tiny(ReconMSE)
+	c := tiny(config.ReconMSE)
 	_, sv, w, s := twin(t, c, 5)
 	sv.Close()
 	defer s.Close()
-	x := images(3, c)
-	eps := nn.Randn([]int64{3, 5, c.Latent}, gotch.CPU)
+	x := images(3, c.Data)
+	eps := nn.Randn([]int64{3, 5, int64(c.Latent)}, gotch.CPU)
 	mu, lv := w.Encoder.Forward(x)
 	l := w.loss(x, mu, lv, eps)
 	logw, _, _ := w.logWeights(x, mu, lv, eps)
@@ -101,13 +103,13 @@ func TestIWAEGradientIsTheSurrogateGradient(t *testing.T) {
 // The IWAE bound is above the ELBO on average and rises with K.
 func TestIWAEBoundRisesWithK(t *testing.T) {
 	defer begin(t)()
-	c := tiny(ReconMSE)
+	c := tiny(config.ReconMSE)
 	_, sv, w, s := twin(t, c, 5)
 	sv.Close()
 	defer s.Close()
 	randomize(s, 0.3) // a decoder that depends on z, so the weights vary
 	w.SetTraining(false)
-	x := images(16, c)
+	x := images(16, c.Data)
 	var prev float64
 	for i, k := range []int{1, 5, 50} {
 		seed(t, 12)

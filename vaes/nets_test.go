@@ -4,25 +4,27 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
 
 func TestConfigErrors(t *testing.T) {
-	ok := tiny(ReconMSE)
+	ok := tiny(config.ReconMSE)
 	for _, tc := range []struct {
 		name string
-		edit func(*Config)
+		edit func(*setup)
 		want string
 	}{
-		{"image size", func(c *Config) { c.ImageSize = 28 }, "image size 28 has no Table 4 network; use 32"},
-		{"unknown recon", func(c *Config) { c.Recon = "l1" }, `unknown reconstruction likelihood "l1"; use "mse" or "bce"`},
-		{"bce on signed data", func(c *Config) { c.Recon, c.Range = ReconBCE, RangeSigned }, "needs targets in [0, 1]"},
-		{"unknown range", func(c *Config) { c.Range = "byte" }, `unknown data range "byte"`},
-		{"latent", func(c *Config) { c.Latent = 0 }, "latent size must be positive"},
-		{"channels", func(c *Config) { c.Channels = 0 }, "channels must be positive"},
-		{"width", func(c *Config) { c.Width = -1 }, "width multiplier must be positive"},
+		{"image size", func(c *setup) { c.ImageSize = 28 }, "uses the Table 4 networks, which exist for data.image_size 32 or 64, got 28"},
+		{"unknown recon", func(c *setup) { c.Recon = "l1" }, `model.vae.recon: unknown value "l1" (want "mse" or "bce")`},
+		{"bce on signed data", func(c *setup) { c.Recon, c.Range = config.ReconBCE, config.RangeSigned }, "needs targets in [0, 1]"},
+		{"unknown range", func(c *setup) { c.Range = "byte" }, `data.range: unknown value "byte"`},
+		{"latent", func(c *setup) { c.Latent = 0 }, "model.vae.latent must be > 0"},
+		{"channels", func(c *setup) { c.Channels = 0 }, "data.channels must be > 0"},
+		{"width", func(c *setup) { c.Width = -1 }, "model.vae.width must be a finite number > 0"},
+		{"every problem", func(c *setup) { c.Latent, c.Width = 0, 0 }, "model.vae.latent must be > 0, got 0\n  model.vae.width must be"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			defer begin(t)()
@@ -30,7 +32,7 @@ func TestConfigErrors(t *testing.T) {
 			tc.edit(&c)
 			s := nn.NewStore(gotch.CPU)
 			defer s.Close()
-			_, err := NewVAE(s.Root(), c)
+			_, err := NewVAE(s.Root(), c.VAE, c.Data)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("NewVAE error = %v, want it to contain %q", err, tc.want)
 			}
@@ -43,21 +45,43 @@ func TestConfigErrors(t *testing.T) {
 
 func TestModelConstructorErrors(t *testing.T) {
 	defer begin(t)()
-	c := tiny(ReconMSE)
 	s := nn.NewStore(gotch.CPU)
 	defer s.Close()
+	with := func(edit func(*config.VAE)) (config.VAE, config.Data) {
+		c := tiny(config.ReconMSE)
+		edit(&c.VAE)
+		return c.VAE, c.Data
+	}
+	build := func(build func(nn.Path, config.VAE, config.Data) error, edit func(*config.VAE)) error {
+		c, d := with(edit)
+		return build(s.Root(), c, d)
+	}
+	betaVAE := func(p nn.Path, c config.VAE, d config.Data) error { return second(NewBetaVAE(p, c, d)) }
+	iwae := func(p nn.Path, c config.VAE, d config.Data) error { return second(NewIWAE(p, c, d)) }
+	vaeIAF := func(p nn.Path, c config.VAE, d config.Data) error { return second(NewVAEIAF(p, c, d)) }
+	hvae := func(p nn.Path, c config.VAE, d config.Data) error { return second(NewHVAE(p, c, d)) }
 	for _, tc := range []struct {
 		err  error
 		want string
 	}{
-		{second(NewBetaVAE(s.Root(), c, 0)), "beta must be positive"},
-		{second(NewIWAE(s.Root(), c, 0)), "at least 1 importance sample"},
-		{second(NewVAEIAF(s.Root(), c, IAFConfig{Blocks: 2, HiddenLayers: 0, HiddenUnits: 8})), "positive blocks, hidden layers and hidden units"},
-		{second(NewHVAE(s.Root(), c, HVAEConfig{LeapfrogSteps: 1, StepSize: 1e-3, BetaZero: 1.5})), "beta_zero must be in (0, 1]"},
-		{second(NewHVAE(s.Root(), c, HVAEConfig{LeapfrogSteps: 0, StepSize: 1e-3, BetaZero: 0.3})), "at least 1 leapfrog step"},
-		{second(NewHVAE(s.Root(), c, HVAEConfig{LeapfrogSteps: 1, StepSize: 0, BetaZero: 0.3})), "step size must be positive"},
+		{build(betaVAE, func(c *config.VAE) { c.Beta = 0 }), "beta_vae: invalid config: model.vae.beta must be a finite number > 0, got 0"},
+		{build(iwae, func(c *config.VAE) { c.ImportanceSamples = 0 }), "model.vae.importance_samples must be > 0"},
+		{build(vaeIAF, func(c *config.VAE) { c.IAF.HiddenLayers = 0 }), "model.vae.iaf.hidden_layers must be > 0"},
+		{build(vaeIAF, func(c *config.VAE) { c.Latent = 1 }), "model.vae.latent must be at least 2 for vae_iaf"},
+		{build(hvae, func(c *config.VAE) { c.HVAE.BetaZero = 1.5 }), "model.vae.hvae.beta_zero must be in (0, 1]"},
+		{build(hvae, func(c *config.VAE) { c.HVAE.LeapfrogSteps = 0 }), "model.vae.hvae.leapfrog_steps must be > 0"},
+		{build(hvae, func(c *config.VAE) { c.HVAE.StepSize = 0 }), "model.vae.hvae.step_size must be a finite number > 0"},
+		// A variant reads only its own fields.
+		{build(iwae, func(c *config.VAE) { c.Beta, c.HVAE.StepSize = 0, 0 }), "<nil>"},
+		{second(NewIAF(s.Root().Sub("iaf"), 1, config.DefaultVAE().IAF)), "latent size of at least 2"},
 		{second(NewMADE(s.Root(), 1, []int64{8})), "at least 2 dimensions"},
 	} {
+		if tc.want == "<nil>" {
+			if tc.err != nil {
+				t.Errorf("error = %v, want none", tc.err)
+			}
+			continue
+		}
 		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {
 			t.Errorf("error = %v, want it to contain %q", tc.err, tc.want)
 		}
@@ -71,13 +95,13 @@ func second[T any](_ T, err error) error { return err }
 func TestTable4Architecture(t *testing.T) {
 	defer begin(t)()
 	for _, size := range []int64{32, 64} {
-		c := Config{ImageSize: size, Channels: 3, Latent: 256, Recon: ReconMSE}
+		c := table4(int(size), 3, config.ReconMSE)
 		s := nn.NewStore(gotch.CPU)
-		e, err := NewEncoder(s.Root().Sub("encoder"), c)
+		e, err := NewEncoder(s.Root().Sub("encoder"), c.VAE, c.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := NewDecoder(s.Root().Sub("decoder"), c)
+		d, err := NewDecoder(s.Root().Sub("decoder"), c.VAE, c.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,9 +124,12 @@ func TestTable4Architecture(t *testing.T) {
 			if got := d.ConvTs[i].W.MustSize(); got[1] != w[0] || got[2] != w[1] {
 				t.Errorf("%d: decoder ConvT %d weight %v, want %d channels, kernel %d", size, i, got, w[0], w[1])
 			}
+			if d.ConvTs[i].Opts.NativeBackward {
+				t.Errorf("%d: decoder ConvT %d takes the native backward by default", size, i)
+			}
 		}
 		ts.NoGrad(func() {
-			x := images(2, c)
+			x := images(2, c.Data)
 			mu, lv := e.Forward(x)
 			if a, b := mu.MustSize(), lv.MustSize(); a[0] != 2 || a[1] != 256 || b[1] != 256 {
 				t.Errorf("%d: encoder gives %v and %v", size, a, b)
@@ -117,10 +144,11 @@ func TestTable4Architecture(t *testing.T) {
 
 func TestWidthAndChannels(t *testing.T) {
 	defer begin(t)()
-	c := Config{ImageSize: 64, Channels: 1, Latent: 8, Width: 0.25, Recon: ReconBCE}
+	c := table4(64, 1, config.ReconBCE)
+	c.Latent, c.Width = 8, 0.25
 	s := nn.NewStore(gotch.CPU)
 	defer s.Close()
-	m, err := NewVAE(s.Root(), c)
+	m, err := NewVAE(s.Root(), c.VAE, c.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +158,7 @@ func TestWidthAndChannels(t *testing.T) {
 	if got := m.Decoder.FC.W.MustSize()[0]; got != 256*64 {
 		t.Errorf("width 1/4 decoder FC has %d outputs, want 256·8·8", got)
 	}
-	x := images(2, c)
+	x := images(2, c.Data)
 	if got := m.Decoder.Forward(nn.Randn([]int64{2, 8}, gotch.CPU)).MustSize(); got[1] != 1 || got[2] != 64 {
 		t.Errorf("decoder output %v", got)
 	}
@@ -141,10 +169,10 @@ func TestWidthAndChannels(t *testing.T) {
 
 func TestBadInputs(t *testing.T) {
 	defer begin(t)()
-	c := tiny(ReconMSE)
+	c := tiny(config.ReconMSE)
 	s := nn.NewStore(gotch.CPU)
 	defer s.Close()
-	m, err := NewVAE(s.Root(), c)
+	m, err := NewVAE(s.Root(), c.VAE, c.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +192,7 @@ func TestBadInputs(t *testing.T) {
 			t.Errorf("LogLikelihood error = %v, want %q", err, tc.want)
 		}
 	}
-	if _, err := m.LogLikelihood(images(2, c), 0); err == nil || !strings.Contains(err.Error(), "at least 1") {
+	if _, err := m.LogLikelihood(images(2, c.Data), 0); err == nil || !strings.Contains(err.Error(), "at least 1") {
 		t.Errorf("LogLikelihood(k=0) error = %v", err)
 	}
 	if _, err := m.Sample(0, 1); err == nil {
@@ -172,5 +200,31 @@ func TestBadInputs(t *testing.T) {
 	}
 	if _, err := m.Sample(2, -1); err == nil {
 		t.Error("Sample with a negative temperature gave no error")
+	}
+}
+
+// model.vae.native_convt_backward (an ablation) reaches every transposed
+// convolution of the decoder and nothing else.
+func TestNativeConvTBackwardSetting(t *testing.T) {
+	defer begin(t)()
+	for _, native := range []bool{false, true} {
+		c := tiny(config.ReconMSE)
+		c.NativeConvTBackward = native
+		s := nn.NewStore(gotch.CPU)
+		m, err := NewVAE(s.Root(), c.VAE, c.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, ct := range m.Decoder.ConvTs {
+			if ct.Opts.NativeBackward != native {
+				t.Errorf("native_convt_backward=%v: decoder ConvT %d has NativeBackward %v", native, i, ct.Opts.NativeBackward)
+			}
+		}
+		for i, conv := range m.Encoder.Convs {
+			if conv.Opts.NativeBackward {
+				t.Errorf("native_convt_backward=%v: encoder conv %d has NativeBackward set", native, i)
+			}
+		}
+		s.Close()
 	}
 }

@@ -4,38 +4,40 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch/ts"
 )
 
-// Loss is a batch objective: Total is the scalar to minimise and Terms are
-// named scalars for the metrics, all batch means in nats per example.
-type Loss struct {
-	Total *ts.Tensor
-	Terms map[string]*ts.Tensor
-}
-
 // Base is what every variant has: the Table 4 encoder q(z|x) =
 // N(μ, diag σ²), the decoder p(x|z) and the prior p(z) = N(0, I).
 type Base struct {
-	Config  Config
+	Config  config.VAE
+	Data    config.Data // the images: data.image_size, data.channels, data.range
 	Encoder *Encoder
 	Decoder *Decoder
 }
 
-func newBase(p nn.Path, c Config) (*Base, error) {
-	if err := c.Validate(); err != nil {
+// newBase validates the settings of the variant model and registers the
+// encoder and decoder under p.
+func newBase(p nn.Path, c config.VAE, model string, d config.Data) (*Base, error) {
+	if err := validate(c, model, d); err != nil {
 		return nil, err
 	}
-	enc, err := NewEncoder(p.Sub("encoder"), c)
+	enc, err := NewEncoder(p.Sub("encoder"), c, d)
 	if err != nil {
 		return nil, err
 	}
-	dec, err := NewDecoder(p.Sub("decoder"), c)
+	dec, err := NewDecoder(p.Sub("decoder"), c, d)
 	if err != nil {
 		return nil, err
 	}
-	return &Base{Config: c, Encoder: enc, Decoder: dec}, nil
+	return &Base{Config: c, Data: d, Encoder: enc, Decoder: dec}, nil
+}
+
+// Dim is the number of pixels times channels, D.
+func (b *Base) Dim() int64 {
+	return int64(b.Data.Channels) * int64(b.Data.ImageSize) * int64(b.Data.ImageSize)
 }
 
 // SetTraining selects batch statistics (true, the default; running
@@ -57,7 +59,7 @@ func (b *Base) Sample(n int64, temperature float64) (x *ts.Tensor, err error) {
 	}
 	defer nn.Recover(&err)
 	ts.NoGrad(func() {
-		z := nn.Randn([]int64{n, b.Config.Latent}, b.Decoder.FC.W.MustDevice()).MustMulScalar(ts.FloatScalar(temperature), true)
+		z := nn.Randn([]int64{n, int64(b.Config.Latent)}, b.Decoder.FC.W.MustDevice()).MustMulScalar(ts.FloatScalar(temperature), true)
 		x = b.Decoder.Mean(b.Decoder.Forward(z))
 	})
 	return x, nil
@@ -68,7 +70,7 @@ func (b *Base) Sample(n int64, temperature float64) (x *ts.Tensor, err error) {
 // bce. a and x are (M, C, S, S); the result is (M).
 func (b *Base) reconNLL(a, x *ts.Tensor) *ts.Tensor {
 	var per *ts.Tensor
-	if b.Config.Recon == ReconBCE {
+	if b.Config.Recon == config.ReconBCE {
 		per = a.MustBinaryCrossEntropyWithLogits(x, ts.None, ts.None, 0, false)
 	} else {
 		per = b.Decoder.Mean(a).MustSub(x, true).MustSquare(true).MustMulScalar(ts.FloatScalar(0.5), true)
@@ -80,10 +82,10 @@ func (b *Base) reconNLL(a, x *ts.Tensor) *ts.Tensor {
 // log-density: D/2·log 2π for mse, 0 for bce. Loss terms leave it out
 // (pythae's convention); LogLikelihood includes it.
 func (b *Base) ReconConst() float64 {
-	if b.Config.Recon == ReconBCE {
+	if b.Config.Recon == config.ReconBCE {
 		return 0
 	}
-	return 0.5 * float64(b.Config.Dim()) * math.Log(2*math.Pi)
+	return 0.5 * float64(b.Dim()) * math.Log(2*math.Pi)
 }
 
 // reparameterize is z = μ + exp(½ log σ²)·ε; μ and log σ² broadcast
@@ -127,7 +129,7 @@ type logWeighter func(x, mu, logvar *ts.Tensor) *ts.Tensor
 // and one scope per sample so memory does not grow with K. It runs without
 // autograd.
 func (b *Base) logLikelihood(x *ts.Tensor, k int, lw logWeighter) (ll *ts.Tensor, err error) {
-	if err := b.Config.checkImages(x); err != nil {
+	if err := checkImages(b.Data, x); err != nil {
 		return nil, err
 	}
 	if k < 1 {
@@ -168,9 +170,10 @@ type VAE struct {
 	beta float64
 }
 
-// NewVAE registers a VAE under p.
-func NewVAE(p nn.Path, c Config) (*VAE, error) {
-	b, err := newBase(p, c)
+// NewVAE registers a VAE with the settings c for the images d describes
+// under p.
+func NewVAE(p nn.Path, c config.VAE, d config.Data) (*VAE, error) {
+	b, err := newBase(p, c, config.ModelVAE, d)
 	if err != nil {
 		return nil, err
 	}
@@ -180,25 +183,25 @@ func NewVAE(p nn.Path, c Config) (*VAE, error) {
 // Loss is the negative ELBO of x (N, C, S, S), one z per example:
 // recon (−log p(x|z) without constant), kl (closed form). With β ≠ 1 the
 // total is recon + β·kl and neg_elbo reports recon + kl.
-func (m *VAE) Loss(x *ts.Tensor) (l Loss, err error) {
-	if err := m.Config.checkImages(x); err != nil {
-		return Loss{}, err
+func (m *VAE) Loss(x *ts.Tensor) (l nn.Loss, err error) {
+	if err := checkImages(m.Data, x); err != nil {
+		return nn.Loss{}, err
 	}
 	defer nn.Recover(&err)
 	mu, logvar := m.Encoder.Forward(x)
 	return m.loss(x, mu, logvar, mu.MustRandnLike(false)), nil
 }
 
-func (m *VAE) loss(x, mu, logvar, eps *ts.Tensor) Loss {
+func (m *VAE) loss(x, mu, logvar, eps *ts.Tensor) nn.Loss {
 	z := reparameterize(mu, logvar, eps)
 	recon := m.reconNLL(m.Decoder.Forward(z), x)
 	kl := GaussianKL(mu, logvar)
 	terms := map[string]*ts.Tensor{"recon": mean(recon), "kl": mean(kl)}
 	if m.beta == 1 {
-		return Loss{Total: mean(recon.MustAdd(kl, false)), Terms: terms}
+		return nn.Loss{Total: mean(recon.MustAdd(kl, false)), Terms: terms}
 	}
 	terms["neg_elbo"] = mean(recon.MustAdd(kl, false))
-	return Loss{Total: mean(kl.MustMulScalar(ts.FloatScalar(m.beta), false).MustAdd(recon, true)), Terms: terms}
+	return nn.Loss{Total: mean(kl.MustMulScalar(ts.FloatScalar(m.beta), false).MustAdd(recon, true)), Terms: terms}
 }
 
 // LogLikelihood is the importance-sampled estimate

@@ -3,43 +3,30 @@ package vaes
 import (
 	"fmt"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch/ts"
 )
 
-// IAFConfig sizes the posterior flow: Blocks MADEs of HiddenLayers ×
-// HiddenUnits ReLU units (2 blocks of 3 × 128 in the paper).
-type IAFConfig struct {
-	Blocks, HiddenLayers, HiddenUnits int
-}
-
-func (c IAFConfig) validate(dim int64) error {
-	if c.Blocks < 1 || c.HiddenLayers < 1 || c.HiddenUnits < 1 {
-		return fmt.Errorf("vaes: IAF needs positive blocks, hidden layers and hidden units, got %d, %d, %d (the paper uses 2, 3, 128)", c.Blocks, c.HiddenLayers, c.HiddenUnits)
-	}
-	if dim < 2 {
-		return fmt.Errorf("vaes: IAF needs a latent size of at least 2, got %d", dim)
-	}
-	return nil
-}
-
-// IAF is an inverse autoregressive flow on the latent space. Forward maps
-// the base sample z0 to zK, the sampling direction, block by block:
+// IAF is an inverse autoregressive flow on the latent space. Transform
+// maps the base sample z0 to the posterior sample zK, block by block:
 // y ← y·exp(s(y)) + μ(y), with the order of the dimensions reversed
-// between blocks, so log|det ∂zK/∂z0| = Σ s.
+// between blocks, so log|det ∂zK/∂z0| = Σ s. (It is not a flows.Layer:
+// neither direction goes from data to latent, so neither is Forward.)
 type IAF struct {
 	Blocks []*MADE
 }
 
-// NewIAF registers the flow for dim-dimensional latents under p.
-func NewIAF(p nn.Path, dim int64, c IAFConfig) (*IAF, error) {
-	if err := c.validate(dim); err != nil {
-		return nil, err
+// NewIAF registers the flow with the settings c (model.vae.iaf) for
+// dim-dimensional latents under p.
+func NewIAF(p nn.Path, dim int64, c config.IAF) (*IAF, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("vaes: IAF: %w", err)
 	}
-	hidden := make([]int64, c.HiddenLayers)
-	for i := range hidden {
-		hidden[i] = int64(c.HiddenUnits)
+	if dim < 2 {
+		return nil, fmt.Errorf("vaes: IAF needs a latent size of at least 2, got %d", dim)
 	}
+	hidden := c.Hidden()
 	f := &IAF{}
 	for b := range c.Blocks {
 		m, err := NewMADE(p.Subf("%d", b), dim, hidden)
@@ -51,8 +38,8 @@ func NewIAF(p nn.Path, dim int64, c IAFConfig) (*IAF, error) {
 	return f, nil
 }
 
-// Forward returns zK and log|det ∂zK/∂z0| (N) for z0 (N, dim).
-func (f *IAF) Forward(z0 *ts.Tensor) (zK, logdet *ts.Tensor) {
+// Transform returns zK and log|det ∂zK/∂z0| (N) for z0 (N, dim).
+func (f *IAF) Transform(z0 *ts.Tensor) (zK, logdet *ts.Tensor) {
 	y := z0
 	for b, m := range f.Blocks {
 		if b > 0 {
@@ -78,16 +65,14 @@ type VAEIAF struct {
 	Flow *IAF
 }
 
-// NewVAEIAF registers a VAE-IAF under p (the flow under p.flow).
-func NewVAEIAF(p nn.Path, c Config, fc IAFConfig) (*VAEIAF, error) {
-	if err := fc.validate(c.Latent); err != nil {
-		return nil, err
-	}
-	b, err := newBase(p, c)
+// NewVAEIAF registers a VAE-IAF with the settings c (the flow: c.IAF) for
+// the images d describes under p (the flow under p.flow).
+func NewVAEIAF(p nn.Path, c config.VAE, d config.Data) (*VAEIAF, error) {
+	b, err := newBase(p, c, config.ModelVAEIAF, d)
 	if err != nil {
 		return nil, err
 	}
-	f, err := NewIAF(p.Sub("flow"), c.Latent, fc)
+	f, err := NewIAF(p.Sub("flow"), int64(c.Latent), c.IAF)
 	if err != nil {
 		return nil, err
 	}
@@ -96,18 +81,18 @@ func NewVAEIAF(p nn.Path, c Config, fc IAFConfig) (*VAEIAF, error) {
 
 // Loss is the negative ELBO with terms recon, kl (the single-sample
 // estimate above) and log_det.
-func (m *VAEIAF) Loss(x *ts.Tensor) (l Loss, err error) {
-	if err := m.Config.checkImages(x); err != nil {
-		return Loss{}, err
+func (m *VAEIAF) Loss(x *ts.Tensor) (l nn.Loss, err error) {
+	if err := checkImages(m.Data, x); err != nil {
+		return nn.Loss{}, err
 	}
 	defer nn.Recover(&err)
 	mu, logvar := m.Encoder.Forward(x)
 	return m.loss(x, mu, logvar, mu.MustRandnLike(false)), nil
 }
 
-func (m *VAEIAF) loss(x, mu, logvar, eps *ts.Tensor) Loss {
+func (m *VAEIAF) loss(x, mu, logvar, eps *ts.Tensor) nn.Loss {
 	recon, kl, logdet := m.parts(x, mu, logvar, eps)
-	return Loss{
+	return nn.Loss{
 		Total: mean(recon.MustAdd(kl, false)),
 		Terms: map[string]*ts.Tensor{"recon": mean(recon), "kl": mean(kl), "log_det": mean(logdet)},
 	}
@@ -115,7 +100,7 @@ func (m *VAEIAF) loss(x, mu, logvar, eps *ts.Tensor) Loss {
 
 func (m *VAEIAF) parts(x, mu, logvar, eps *ts.Tensor) (recon, kl, logdet *ts.Tensor) {
 	z0 := reparameterize(mu, logvar, eps)
-	zK, logdet := m.Flow.Forward(z0)
+	zK, logdet := m.Flow.Transform(z0)
 	recon = m.reconNLL(m.Decoder.Forward(zK), x)
 	kl = logQ(eps, logvar).MustSub(logPrior(zK), true).MustSub(logdet, true)
 	return recon, kl, logdet

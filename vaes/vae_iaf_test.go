@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -53,7 +54,7 @@ func TestIAFLogDetMatchesJacobian(t *testing.T) {
 	s := nn.NewStore(gotch.CPU)
 	defer s.Close()
 	const d = 5
-	f, err := NewIAF(s.Root(), d, IAFConfig{Blocks: 2, HiddenLayers: 3, HiddenUnits: 12})
+	f, err := NewIAF(s.Root(), d, config.IAF{Blocks: 2, HiddenLayers: 3, HiddenUnits: 12})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestIAFLogDetMatchesJacobian(t *testing.T) {
 	for trial := range 4 {
 		z := nn.Randn([]int64{1, d}, gotch.CPU).MustMulScalar(ts.FloatScalar(1.5), true)
 		z.MustRequiresGrad_(true)
-		zK, ld := f.Forward(z)
+		zK, ld := f.Transform(z)
 		J := jacobian(t, zK, z)
 		want := logAbsDet(J)
 		got := values(ld)[0]
@@ -90,18 +91,19 @@ func TestIAFLogDetMatchesJacobian(t *testing.T) {
 // term is log q(z0) − log p(zK) − log-det.
 func TestVAEIAFKL(t *testing.T) {
 	defer begin(t)()
-	c := tiny(ReconMSE)
+	c := tiny(config.ReconMSE)
 	seed(t, 23)
 	sv := nn.NewStore(gotch.CPU)
 	defer sv.Close()
-	v, err := NewVAE(sv.Root(), c)
+	v, err := NewVAE(sv.Root(), c.VAE, c.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seed(t, 23)
 	s := nn.NewStore(gotch.CPU)
 	defer s.Close()
-	m, err := NewVAEIAF(s.Root(), c, IAFConfig{Blocks: 2, HiddenLayers: 3, HiddenUnits: 8})
+	c.IAF = config.IAF{Blocks: 2, HiddenLayers: 3, HiddenUnits: 8}
+	m, err := NewVAEIAF(s.Root(), c.VAE, c.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +115,8 @@ func TestVAEIAFKL(t *testing.T) {
 			}
 		}
 	})
-	x := images(3, c)
-	eps := nn.Randn([]int64{3, c.Latent}, gotch.CPU)
+	x := images(3, c.Data)
+	eps := nn.Randn([]int64{3, int64(c.Latent)}, gotch.CPU)
 	mu, lv := m.Encoder.Forward(x)
 	l := m.loss(x, mu, lv, eps)
 	// Two blocks reverse the latent once: zK = flip(z0).
@@ -132,7 +134,7 @@ func TestVAEIAFKL(t *testing.T) {
 	mu, lv = m.Encoder.Forward(x)
 	l = m.loss(x, mu, lv, eps)
 	z0 := reparameterize(mu, lv, eps)
-	zK, ld := m.Flow.Forward(z0)
+	zK, ld := m.Flow.Transform(z0)
 	want := mean(logQ(eps, lv).MustSub(logPrior(zK), true).MustSub(ld, true))
 	if a, b := scalar(t, l.Terms["kl"]), scalar(t, want); !relClose(a, b, 1e-5) || scalar(t, l.Terms["log_det"]) == 0 {
 		t.Errorf("kl %.5f, log q(z0) − log p(zK) − log-det = %.5f", a, b)

@@ -4,6 +4,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -17,23 +18,23 @@ func TestReconMatchesHandComputed(t *testing.T) {
 		recon, rng string
 		nll        func(a, x float64) float64
 	}{
-		{ReconMSE, RangeUnit, func(a, x float64) float64 { d := sigmoid(a) - x; return 0.5 * d * d }},
-		{ReconMSE, RangeSigned, func(a, x float64) float64 { d := math.Tanh(a) - x; return 0.5 * d * d }},
-		{ReconBCE, RangeUnit, func(a, x float64) float64 {
+		{config.ReconMSE, config.RangeUnit, func(a, x float64) float64 { d := sigmoid(a) - x; return 0.5 * d * d }},
+		{config.ReconMSE, config.RangeSigned, func(a, x float64) float64 { d := math.Tanh(a) - x; return 0.5 * d * d }},
+		{config.ReconBCE, config.RangeUnit, func(a, x float64) float64 {
 			return -(x*math.Log(sigmoid(a)) + (1-x)*math.Log(1-sigmoid(a)))
 		}},
 	} {
 		c := tiny(tc.recon)
 		c.Range = tc.rng
 		s := nn.NewStore(gotch.CPU)
-		m, err := NewVAE(s.Root(), c)
+		m, err := NewVAE(s.Root(), c.VAE, c.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
 		seed(t, 3)
 		a := nn.Randn([]int64{2, 3, 32, 32}, gotch.CPU).MustMulScalar(ts.FloatScalar(2), true)
-		x := images(2, c)
-		if tc.rng == RangeSigned {
+		x := images(2, c.Data)
+		if tc.rng == config.RangeSigned {
 			x = x.MustMulScalar(ts.FloatScalar(2), true).MustSubScalar(ts.FloatScalar(1), true)
 		}
 		got := values(m.reconNLL(a, x))
@@ -48,7 +49,7 @@ func TestReconMatchesHandComputed(t *testing.T) {
 			}
 		}
 		wantConst := 0.0
-		if tc.recon == ReconMSE {
+		if tc.recon == config.ReconMSE {
 			wantConst = 0.5 * 3072 * math.Log(2*math.Pi)
 		}
 		if got := m.ReconConst(); math.Abs(got-wantConst) > 1e-9 {
@@ -90,17 +91,17 @@ func TestGaussianKLMatchesMonteCarlo(t *testing.T) {
 // log p(x|z) + log p(z) − log q(z|x) for the same noise, written out here.
 func TestLogLikelihoodWithOneSampleIsTheELBO(t *testing.T) {
 	defer begin(t)()
-	c := tiny(ReconMSE)
+	c := tiny(config.ReconMSE)
 	s := nn.NewStore(gotch.CPU)
 	defer s.Close()
-	m, err := NewVAE(s.Root(), c)
+	m, err := NewVAE(s.Root(), c.VAE, c.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	randomize(s, 0.2)
 	m.SetTraining(false)
 	seed(t, 5)
-	x := images(3, c)
+	x := images(3, c.Data)
 	seed(t, 6)
 	ll, err := m.LogLikelihood(x, 1)
 	if err != nil {
@@ -116,7 +117,7 @@ func TestLogLikelihoodWithOneSampleIsTheELBO(t *testing.T) {
 		xh := values(m.Decoder.Forward(z).MustSigmoid(true))
 		zv, ev, lvv, xv := values(z), values(eps), values(lv), values(x)
 		d := int(c.Latent)
-		D := int(c.Dim())
+		D := int(m.Dim())
 		for n := range 3 {
 			lp := -0.5 * float64(D) * math.Log(2*math.Pi)
 			for i := n * D; i < (n+1)*D; i++ {
@@ -138,14 +139,14 @@ func TestLogLikelihoodWithOneSampleIsTheELBO(t *testing.T) {
 
 func TestLossTerms(t *testing.T) {
 	defer begin(t)()
-	c := tiny(ReconBCE)
+	c := tiny(config.ReconBCE)
 	s := nn.NewStore(gotch.CPU)
 	defer s.Close()
-	vae, err := NewBetaVAE(s.Root(), c, 0.1)
+	vae, err := NewBetaVAE(s.Root(), c.VAE, c.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := images(4, c)
+	x := images(4, c.Data)
 	l, err := vae.Loss(x)
 	if err != nil {
 		t.Fatal(err)
@@ -162,11 +163,11 @@ func TestLossTerms(t *testing.T) {
 
 func TestSample(t *testing.T) {
 	defer begin(t)()
-	for _, rng := range []string{RangeUnit, RangeSigned} {
-		c := tiny(ReconMSE)
+	for _, rng := range []string{config.RangeUnit, config.RangeSigned} {
+		c := tiny(config.ReconMSE)
 		c.Range = rng
 		s := nn.NewStore(gotch.CPU)
-		m, err := NewVAE(s.Root(), c)
+		m, err := NewVAE(s.Root(), c.VAE, c.Data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +180,7 @@ func TestSample(t *testing.T) {
 			t.Fatalf("Sample shape %v", got)
 		}
 		lo := 0.0
-		if rng == RangeSigned {
+		if rng == config.RangeSigned {
 			lo = -1
 		}
 		v := values(x)

@@ -17,6 +17,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/flows"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
@@ -71,10 +72,9 @@ func run(o options) (err error) {
 		return err
 	}
 	defer store.Close()
-	model, err := flows.NewGlow(store.Root(), flows.GlowOptions{
-		Shape: []int64{o.channels, o.size, o.size}, Levels: o.levels, Depth: o.depth, Hidden: o.hidden,
-		Partition: flows.PartitionChannel, Scale: flows.ScaleSigmoid, LearnedPrior: true,
-	})
+	g := config.DefaultGlow() // channel split, sigmoid scale, learned per-channel prior
+	g.Levels, g.Depth, g.Hidden = o.levels, o.depth, int(o.hidden)
+	model, err := flows.NewGlow(store.Root(), g, []int64{o.channels, o.size, o.size})
 	if err != nil {
 		return err
 	}

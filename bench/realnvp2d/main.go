@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/flows"
 	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
@@ -46,7 +47,7 @@ func run(steps, warmup, threads int, batch int64, seed uint64, device string, rs
 		return err
 	}
 	defer store.Close()
-	model, err := flows.NewRealNVP2D(store.Root(), 5, []int64{64, 64})
+	model, err := flows.NewRealNVP2D(store.Root(), config.DefaultRealNVP2D()) // 5 couplings of 2 × 64
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
 	"github.com/mollify/mollify/vaes"
 	"github.com/sugarme/gotch/ts"
@@ -27,6 +28,7 @@ type options struct {
 	seed                          uint64
 	device, cpuProfile            string
 	impl                          string // row name in bench/compare's table
+	nativeConvT                   bool
 }
 
 func main() {
@@ -42,12 +44,11 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 0, "seed")
 	flag.StringVar(&o.device, "device", "cpu", "device")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
-	nativeConvT := flag.Bool("native-convt", false, "use libtorch's own transposed-convolution backward instead of the oneDNN one (ablation)")
+	flag.BoolVar(&o.nativeConvT, "native-convt", false, "use libtorch's own transposed-convolution backward instead of the oneDNN one (ablation: model.vae.native_convt_backward)")
 	foreachOptim := flag.Bool("foreach-optim", false, "run Adam as _foreach kernels instead of the fused one-pass kernel (ablation)")
 	flag.Parse()
 	o.impl = "go"
-	if *nativeConvT {
-		nn.NativeConvTranspose = true
+	if o.nativeConvT {
 		o.impl += "-native-convt"
 	}
 	if *foreachOptim {
@@ -74,7 +75,9 @@ func run(o options) (err error) {
 		return err
 	}
 	defer store.Close()
-	model, err := vaes.NewVAE(store.Root(), vaes.Config{ImageSize: o.size, Channels: o.channels, Latent: o.latent, Width: o.width, Recon: vaes.ReconMSE, Range: vaes.RangeUnit})
+	c := config.DefaultVAE()
+	c.Latent, c.Width, c.Recon, c.NativeConvTBackward = int(o.latent), o.width, config.ReconMSE, o.nativeConvT
+	model, err := vaes.NewVAE(store.Root(), c, config.Data{ImageSize: int(o.size), Channels: int(o.channels), Range: config.RangeUnit})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,61 @@
+package config
+
+// NVAE follows NVAE's published CIFAR-10 settings (model.nvae). No model
+// reads it yet (see package nvae); Validate keeps the YAML honest.
+type NVAE struct {
+	Channels          int     `mapstructure:"channels" yaml:"channels"` // encoder and decoder channels
+	LatentScales      int     `mapstructure:"latent_scales" yaml:"latent_scales"`
+	GroupsPerScale    int     `mapstructure:"groups_per_scale" yaml:"groups_per_scale"`
+	LatentsPerGroup   int     `mapstructure:"latents_per_group" yaml:"latents_per_group"`
+	CellsPerGroup     int     `mapstructure:"cells_per_group" yaml:"cells_per_group"`
+	PreprocessBlocks  int     `mapstructure:"preprocess_blocks" yaml:"preprocess_blocks"`
+	PreprocessCells   int     `mapstructure:"preprocess_cells" yaml:"preprocess_cells"`
+	PostprocessBlocks int     `mapstructure:"postprocess_blocks" yaml:"postprocess_blocks"`
+	PostprocessCells  int     `mapstructure:"postprocess_cells" yaml:"postprocess_cells"`
+	Flows             int     `mapstructure:"flows" yaml:"flows"`       // IAF cells per group in the encoder
+	Mixtures          int     `mapstructure:"mixtures" yaml:"mixtures"` // discretized logistic mixture components
+	UseSE             bool    `mapstructure:"use_se" yaml:"use_se"`
+	KLAnnealPortion   float64 `mapstructure:"kl_anneal_portion" yaml:"kl_anneal_portion"`
+	KLConstPortion    float64 `mapstructure:"kl_const_portion" yaml:"kl_const_portion"`
+	KLConstCoeff      float64 `mapstructure:"kl_const_coeff" yaml:"kl_const_coeff"`
+	WeightDecayNorm   float64 `mapstructure:"weight_decay_norm" yaml:"weight_decay_norm"` // spectral regularisation λ
+}
+
+// DefaultNVAE is NVAE's CIFAR-10 model.
+func DefaultNVAE() NVAE {
+	return NVAE{
+		Channels: 128, LatentScales: 1, GroupsPerScale: 30, LatentsPerGroup: 20, CellsPerGroup: 2,
+		PreprocessBlocks: 1, PreprocessCells: 2, PostprocessBlocks: 1, PostprocessCells: 2,
+		Flows: 1, Mixtures: 10, UseSE: true,
+		KLAnnealPortion: 0.3, KLConstPortion: 1e-4, KLConstCoeff: 1e-4, WeightDecayNorm: 1e-2,
+	}
+}
+
+// Validate returns a *ValidationError listing every problem, or nil.
+func (n NVAE) Validate() error {
+	var k checker
+	n.check(&k)
+	return k.err()
+}
+
+func (n NVAE) check(k *checker) {
+	k.positive("model.nvae.channels", n.Channels)
+	k.positive("model.nvae.latent_scales", n.LatentScales)
+	k.positive("model.nvae.groups_per_scale", n.GroupsPerScale)
+	k.positive("model.nvae.latents_per_group", n.LatentsPerGroup)
+	k.positive("model.nvae.cells_per_group", n.CellsPerGroup)
+	k.nonNegative("model.nvae.preprocess_blocks", n.PreprocessBlocks)
+	k.nonNegative("model.nvae.preprocess_cells", n.PreprocessCells)
+	k.nonNegative("model.nvae.postprocess_blocks", n.PostprocessBlocks)
+	k.nonNegative("model.nvae.postprocess_cells", n.PostprocessCells)
+	k.nonNegative("model.nvae.flows", n.Flows)
+	k.positive("model.nvae.mixtures", n.Mixtures)
+	if !(n.KLAnnealPortion >= 0 && n.KLAnnealPortion <= 1) {
+		k.addf("model.nvae.kl_anneal_portion must be in [0, 1], got %g", n.KLAnnealPortion)
+	}
+	if !(n.KLConstPortion >= 0 && n.KLConstPortion <= 1) {
+		k.addf("model.nvae.kl_const_portion must be in [0, 1], got %g", n.KLConstPortion)
+	}
+	k.positiveFloat("model.nvae.kl_const_coeff", n.KLConstCoeff)
+	k.nonNegativeFloat("model.nvae.weight_decay_norm", n.WeightDecayNorm)
+}
