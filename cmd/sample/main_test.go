@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mollify/mollify/internal/testenv"
 	"github.com/mollify/mollify/nn"
 )
 
@@ -18,6 +19,7 @@ func TestMain(m *testing.M) {
 
 // Trains a tiny Glow on MNIST with cmd/train, then samples it.
 func TestSampleFromCheckpoint(t *testing.T) {
+	testenv.NeedGoTool(t) // `go run ../train`
 	dir := filepath.Join(t.TempDir(), "run")
 	train := exec.Command("go", "run", "../train", "-config", "glow_cifar10", "-run-dir", dir,
 		"--set", "data.dataset=mnist", "--set", "data.channels=1", "--set", "data.image_size=32",
