@@ -177,7 +177,7 @@ clean:
 # build/csrc there and run bench/gpu_check.sh. GPU_TEST_PKGS, every package
 # with tests, is the one list: each gets a test binary, and the script runs
 # what .dev/bin.tar.xz's tests.txt names. The binaries go in one xz archive
-# (about 170 MB loose, 16 MB packed: they share most of their code), and the
+# (about 170 MB loose, 18 MB packed: they share most of their code), and the
 # GoMNIST idx files the data tests read go to .dev/mnist.
 GPU_TEST_PKGS = $(shell $(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...)
 GPU_BUILD := build/gpu-payload
