@@ -8,6 +8,10 @@ type Glow struct {
 	Hidden int    `mapstructure:"hidden" yaml:"hidden"` // coupling net channels
 	Split  string `mapstructure:"split" yaml:"split"`   // GlowSplitChannel | GlowSplitCheckerboard
 	Scale  string `mapstructure:"scale" yaml:"scale"`   // GlowScaleSigmoid | GlowScaleExp
+	// CouplingKernel is the kernel size of the coupling network's first
+	// and last convolutions (3 in Glow and normflows; the middle one is
+	// 1×1). Odd, so that padding k/2 keeps the image size.
+	CouplingKernel int `mapstructure:"coupling_kernel" yaml:"coupling_kernel"`
 	// LearnedBase false: every latent is N(0, I). Otherwise Prior picks the
 	// learned prior: per_channel is the authors' Glow (normflows' GlowBase,
 	// one mean and log-scale per channel, for each level's factored-out
@@ -30,13 +34,16 @@ const (
 // DefaultGlow is the paper's CIFAR10 and CelebA Glow (the authors'
 // normflows model).
 func DefaultGlow() Glow {
-	return Glow{Levels: 3, Depth: 20, Hidden: 512, Split: GlowSplitChannel, Scale: GlowScaleSigmoid, LearnedBase: true, Prior: GlowPriorPerChannel}
+	return Glow{Levels: 3, Depth: 20, Hidden: 512, Split: GlowSplitChannel, Scale: GlowScaleSigmoid, CouplingKernel: 3, LearnedBase: true, Prior: GlowPriorPerChannel}
 }
 
 // CouplingKernels are the kernel sizes of the coupling network's three
-// convolutions (Glow's and normflows' 3×3, 1×1, 3×3); each is padded to
-// keep the image size.
-func (g Glow) CouplingKernels() [3]int64 { return [3]int64{3, 1, 3} }
+// convolutions: CouplingKernel, 1, CouplingKernel (Glow's and normflows'
+// 3×3, 1×1, 3×3); each is padded to keep the image size.
+func (g Glow) CouplingKernels() [3]int64 {
+	k := int64(g.CouplingKernel)
+	return [3]int64{k, 1, k}
+}
 
 // Validate returns a *ValidationError listing every problem with the
 // settings alone, or nil (Config.Validate also checks them against
@@ -53,6 +60,9 @@ func (g Glow) check(k *checker, d Data) {
 	k.positive("model.glow.hidden", g.Hidden)
 	k.oneOf("model.glow.split", g.Split, GlowSplitChannel, GlowSplitCheckerboard)
 	k.oneOf("model.glow.scale", g.Scale, GlowScaleSigmoid, GlowScaleExp)
+	if g.CouplingKernel < 1 || g.CouplingKernel%2 == 0 {
+		k.addf("model.glow.coupling_kernel must be odd and > 0 (padding k/2 keeps the image size), got %d", g.CouplingKernel)
+	}
 	k.oneOf("model.glow.prior", g.Prior, GlowPriorPerChannel, GlowPriorConditional)
 	if d.ImageSize > 0 && g.Levels > 0 && d.ImageSize%(1<<g.Levels) != 0 {
 		k.addf("model.glow.levels %d squeezes the image %d times; data.image_size %d must be divisible by %d", g.Levels, g.Levels, d.ImageSize, 1<<g.Levels)
