@@ -380,3 +380,39 @@ func TestGlowCUDA(t *testing.T) {
 	defer sc.Close()
 	checkCUDA(t, smallGlow(t), dequantized(8, []int64{3, 8, 8}).MustMulScalar(ts.FloatScalar(2), true).MustSubScalar(ts.FloatScalar(1), true))
 }
+
+// model.glow.coupling_kernel reaches the coupling networks: 5 gives 5×5
+// first and last convolutions (the middle one stays 1×1) on images of the
+// same size, and the model trains; an even kernel is a config error.
+func TestGlowCouplingKernelFromConfig(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	sc := ts.NewScope()
+	defer sc.Close()
+	m, s := buildModel(t, smallGlow(t, "model.glow.coupling_kernel=5"), 1)
+	defer s.Close()
+	for _, name := range []string{"levels.0.layers.1.coupling.net.0.weight", "levels.1.layers.2.coupling.net.4.weight", "levels.0.layers.1.coupling.net.2.weight"} {
+		w, ok := s.Named()[name]
+		if !ok {
+			t.Fatalf("no parameter %s", name)
+		}
+		k := int64(5)
+		if strings.Contains(name, "net.2") {
+			k = 1
+		}
+		if got := w.MustSize(); got[2] != k || got[3] != k {
+			t.Errorf("%s has shape %v, want a %d×%d kernel", name, got, k, k)
+		}
+	}
+	l, err := m.Loss(ts.MustRand([]int64{4, 3, 8, 8}, gotch.Float, gotch.CPU))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := scalarOf(t, l.Total); math.IsNaN(v) || math.IsInf(v, 0) {
+		t.Errorf("loss %g", v)
+	}
+	_, err = config.Load("glow_cifar10", []string{"model.glow.coupling_kernel=4"})
+	if want := "model.glow.coupling_kernel must be odd and > 0"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("even kernel: error %v, want one containing %q", err, want)
+	}
+}
