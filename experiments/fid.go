@@ -71,21 +71,19 @@ type FID struct {
 }
 
 // NewFID prepares the evaluation, or returns nil (and says why on log)
-// when it is off: eval.fid_samples is 0, the model cannot sample, or no
-// network is available. Weights that are there but unusable, or fewer
+// when it is off: eval.fid_samples is 0, or no network is available. A
+// model that cannot sample (nil s) is an error. Weights that are there but unusable, or fewer
 // than 2 samples, are errors; no more samples than feature dimensions give a
 // singular covariance and an unreliable value, computed anyway (as by
 // pytorch-fid) after one warning on log. The result's methods accept a nil
 // receiver.
-func NewFID(cfg *config.Config, model any, device gotch.Device, tr data.Transform, log io.Writer) (*FID, error) {
+func NewFID(cfg *config.Config, s models.Sampler, device gotch.Device, tr data.Transform, log io.Writer) (*FID, error) {
 	n := cfg.Eval.FIDSamples
 	if n == 0 {
 		return nil, nil
 	}
-	s, ok := model.(models.Sampler)
-	if !ok {
-		fmt.Fprintf(log, "fid: model %s cannot sample; no FID\n", cfg.Model.Name)
-		return nil, nil
+	if s == nil {
+		return nil, fmt.Errorf("eval.fid_samples=%d, but model %s cannot sample (set eval.fid_samples=0)", n, cfg.Model.Name)
 	}
 	e := &FID{cfg: cfg, model: s, tr: tr, log: log, metric: "fid"}
 	path, err := inception.WeightsPath("")

@@ -111,7 +111,7 @@ func TestFIDOffWithoutNetwork(t *testing.T) {
 		{[]string{"eval.fid_samples=0"}, nil},
 	} {
 		r := newFIDRun(t, fidConfig(t, t.TempDir(), c.sets...))
-		e, err := NewFID(r.cfg, r.model, gotch.CPU, r.tr, r.log)
+		e, err := NewFID(r.cfg, r.model.(models.Sampler), gotch.CPU, r.tr, r.log)
 		if err != nil || e != nil {
 			t.Fatalf("%v: NewFID %v, %v; want nil, nil", c.sets, e, err)
 		}
@@ -138,7 +138,7 @@ func TestFIDOffWithoutNetwork(t *testing.T) {
 func TestFCDHook(t *testing.T) {
 	root := withClassifier(t)
 	r := newFIDRun(t, fidConfig(t, root))
-	e, err := NewFID(r.cfg, r.model, gotch.CPU, r.tr, r.log)
+	e, err := NewFID(r.cfg, r.model.(models.Sampler), gotch.CPU, r.tr, r.log)
 	if err != nil || e == nil {
 		t.Fatalf("NewFID: %v, %v (log %q)", e, err, r.log)
 	}
@@ -201,7 +201,7 @@ func TestFCDHook(t *testing.T) {
 	// cached statistics and continues the curve.
 	r2 := newFIDRun(t, fidConfig(t, root))
 	r2.t.Dir = r.t.Dir
-	e2, err := NewFID(r2.cfg, r2.model, gotch.CPU, r2.tr, r2.log)
+	e2, err := NewFID(r2.cfg, r2.model.(models.Sampler), gotch.CPU, r2.tr, r2.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestFIDFewSamples(t *testing.T) {
 		{root, 1, fid.ErrTooFewImages, []string{"eval.fid_samples", "1 image", "at least 2"}},
 	} {
 		r := newFIDRun(t, fidConfig(t, tc.root, fmt.Sprintf("eval.fid_samples=%d", tc.samples)))
-		e, err := NewFID(r.cfg, r.model, gotch.CPU, r.tr, r.log)
+		e, err := NewFID(r.cfg, r.model.(models.Sampler), gotch.CPU, r.tr, r.log)
 		if tc.is != nil {
 			if e != nil || !errors.Is(err, tc.is) {
 				t.Errorf("%d samples: NewFID %v, %v; want an error wrapping %v", tc.samples, e, err, tc.is)

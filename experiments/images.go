@@ -17,25 +17,12 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// Evaluator is a model that reports validation bounds itself (the VAEs:
-// "elbo", "iwae_bound", "bpd"), as batch means.
-type Evaluator interface {
-	Evaluate(x *ts.Tensor) (map[string]*ts.Tensor, error)
-}
-
-// BitsPerDimer is a density model that converts its NLL (nats per
-// example) to bits/dim for its data range (the flows).
-type BitsPerDimer interface {
-	models.Density
-	BitsPerDim(nllNats float64) float64
-}
-
 // Images evaluates and draws an image run: validation on the test split,
 // sample grids, and a strip of samples at fixed latent noise over training
 // (the paper's Fig. 8).
 type Images struct {
 	Config    *config.Config
-	Model     any
+	Model     models.Capabilities // what the model can do (models.BuildFor)
 	Device    gotch.Device
 	Test      data.Dataset
 	Transform data.Transform
@@ -165,7 +152,7 @@ func (e *Images) validate() (out map[string]float64, err error) {
 	for k, v := range sums {
 		out[k] = v / float64(seen)
 	}
-	if b, ok := e.Model.(BitsPerDimer); ok {
+	if b := e.Model.BitsPerDim; b != nil {
 		if nll, ok := out["nll"]; ok {
 			out["bpd"] = b.BitsPerDim(nll)
 		}
@@ -173,9 +160,10 @@ func (e *Images) validate() (out map[string]float64, err error) {
 	return out, nil
 }
 
+// evaluateBatch uses the model's own metrics when it has them (the VAEs'
+// bounds), else its density; BuildFor made sure it has one of the two.
 func (e *Images) evaluateBatch(x *ts.Tensor) (map[string]float64, error) {
-	switch m := e.Model.(type) {
-	case Evaluator:
+	if m := e.Model.Evaluator; m != nil {
 		vals, err := m.Evaluate(x)
 		if err != nil {
 			return nil, err
@@ -187,7 +175,8 @@ func (e *Images) evaluateBatch(x *ts.Tensor) (map[string]float64, error) {
 			}
 		}
 		return out, nil
-	case models.Density:
+	}
+	if m := e.Model.Density; m != nil {
 		lp, err := m.LogProb(x)
 		if err != nil {
 			return nil, err
@@ -195,7 +184,7 @@ func (e *Images) evaluateBatch(x *ts.Tensor) (map[string]float64, error) {
 		nll, err := lp.MustMean(gotch.Float, false).MustNeg(true).Float64()
 		return map[string]float64{"nll": nll}, err
 	}
-	return nil, nil
+	return nil, fmt.Errorf("experiments: the model has neither Evaluate nor LogProb; build it with models.BuildFor, which refuses eval.every > 0 for such a model")
 }
 
 // tensorOf converts a whole (small) dataset to the model's input.
@@ -215,9 +204,9 @@ func tensorOf(ds data.Dataset, device gotch.Device, tr data.Transform) (*ts.Tens
 // adds a row to the strip of fixed-noise samples.
 func (e *Images) samples(t *train.Trainer) (err error) {
 	defer nn.Recover(&err)
-	s, ok := e.Model.(models.Sampler)
-	if !ok {
-		return nil
+	s := e.Model.Sampler
+	if s == nil {
+		return fmt.Errorf("experiments: the model cannot sample; build it with models.BuildFor, which refuses output.samples_every > 0 for such a model")
 	}
 	n := min(max(e.Config.Output.NumSamples, stripCols), 64)
 	sc := ts.NewScope()

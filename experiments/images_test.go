@@ -10,6 +10,7 @@ import (
 
 	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/data"
+	"github.com/mollify/mollify/models"
 	"github.com/mollify/mollify/nn"
 	"github.com/mollify/mollify/train"
 	"github.com/sugarme/gotch"
@@ -38,7 +39,7 @@ func TestNonFiniteSamplesAreNotSaved(t *testing.T) {
 	log := &bytes.Buffer{}
 	dir := t.TempDir()
 	tn := &train.Trainer{Options: trainOptions(t, cfg), Dir: dir, Device: gotch.CPU, RNG: rng, Log: log}
-	img := &Images{Config: cfg, Model: nanSampler{[]int64{1, 32, 32}}, Device: gotch.CPU, Transform: tr}
+	img := &Images{Config: cfg, Model: models.Capabilities{Sampler: nanSampler{[]int64{1, 32, 32}}}, Device: gotch.CPU, Transform: tr}
 	var ran bool
 	for _, h := range img.Hooks() {
 		if h.Name == "samples" {

@@ -104,7 +104,7 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 	}
 	defer setup.Close()
 	dev, rng, store, threads := setup.Device, setup.RNG, setup.Store, setup.Threads
-	model, err := models.Build(cfg, store.Root())
+	model, caps, err := models.BuildFor(cfg, store.Root())
 	if err != nil {
 		return err
 	}
@@ -153,7 +153,7 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		defer exp.Close()
 		t.Hooks = append(t.Hooks, exp.Hooks()...)
 	} else {
-		stream, img, err := imageData(cfg, dev, model)
+		stream, img, err := imageData(cfg, dev, caps)
 		if err != nil {
 			return err
 		}
@@ -162,7 +162,7 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		t.Hooks = append(t.Hooks, img.Hooks()...)
 		// FID (or, for MNIST without the Inception weights, FCD); off with a
 		// log line when neither network is available.
-		fe, err := experiments.NewFID(cfg, model, dev, img.Transform, os.Stderr)
+		fe, err := experiments.NewFID(cfg, caps.Sampler, dev, img.Transform, os.Stderr)
 		if err != nil {
 			return err
 		}
@@ -194,7 +194,7 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 
 // imageData loads the train and test splits, starts the seeded,
 // prefetching loader and prepares the image evaluation hooks.
-func imageData(cfg *config.Config, dev gotch.Device, model train.Model) (*data.Stream, *experiments.Images, error) {
+func imageData(cfg *config.Config, dev gotch.Device, model models.Capabilities) (*data.Stream, *experiments.Images, error) {
 	d := cfg.Data
 	tr, err := data.ParseTransform(d.Dequantization, d.Range)
 	if err != nil {

@@ -1,0 +1,62 @@
+package models
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/train"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// lossOnly is a model that can train and nothing else.
+type lossOnly struct{}
+
+func (lossOnly) Loss(*ts.Tensor) (nn.Loss, error) { return nn.Loss{}, nil }
+
+// A model that lacks what a config asks of it is an error at build time
+// that names the setting (issue 12: it used to get no validation,
+// silently).
+func TestRequireCapabilities(t *testing.T) {
+	images, err := config.Load("vae_mnist", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images.Eval.FIDSamples = 100
+	toy := config.Default()
+	var bare train.Model = lossOnly{}
+	for _, c := range []struct {
+		name string
+		cfg  *config.Config
+		want []string
+	}{
+		{"image run", images, []string{`model "vae" cannot do what the config asks`, "eval.every=", "set eval.every=0", "output.samples_every=", "eval.fid_samples=100"}},
+		{"2-D run", &toy, []string{"the 2-D experiments need a density and samples"}},
+	} {
+		err := CapabilitiesOf(bare).Require(c.cfg)
+		for _, w := range c.want {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %v, want it to mention %q", c.name, err, w)
+			}
+		}
+	}
+	quiet := *images
+	quiet.Eval.Every, quiet.Output.SamplesEvery, quiet.Eval.FIDSamples = 0, 0, 0
+	if err := CapabilitiesOf(bare).Require(&quiet); err != nil {
+		t.Errorf("a config that asks nothing: %v", err)
+	}
+	// Every registered model has what its shipped configs ask for.
+	for _, name := range []string{"realnvp_mog", "glow_mnist", "realnvp_mnist", "vae_mnist", "iwae_mnist", "hvae_mnist", "vae_iaf_mnist", "betavae_mnist"} {
+		c, err := config.Load(name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := nn.NewStore(gotch.CPU)
+		if _, k, err := BuildFor(c, s.Root()); err != nil || k.Sampler == nil || (k.Density == nil && k.Evaluator == nil) {
+			t.Errorf("%s: %v, capabilities %+v", name, err, k)
+		}
+		s.Close()
+	}
+}
