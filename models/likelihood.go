@@ -2,14 +2,16 @@ package models
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/data"
 	"github.com/mollify/mollify/metrics"
 	"github.com/sugarme/gotch/ts"
 )
 
-// imageLikelihood is the bits/dim convention of the image flows. Their
+// imageLikelihood is the bits/dim convention of the image models (flows
+// and VAEs), the one place bits/dim are computed: metrics.BitsPerDim's
+// formula with data.Transform.BitsPerDimOffset's offset. Their
 // LogProb is the density, in nats, of x in the space the model is fed
 // (data.range: unit [0,1] or signed [-1,1]). Bits per dimension of the
 // 8-bit data are
@@ -29,29 +31,26 @@ func newImageLikelihood(d config.Data) (imageLikelihood, error) {
 	if d.Is2D() {
 		return imageLikelihood{}, fmt.Errorf("models: image flows need image data, but data.dataset is %q (use realnvp2d for 2-D points)", d.Dataset)
 	}
-	width := 1.0
-	switch d.Range {
-	case config.RangeUnit, "":
-	case config.RangeSigned:
-		width = 2
-	default:
-		return imageLikelihood{}, fmt.Errorf("models: data.range %q: want %s ([0,1]) or %s ([-1,1])", d.Range, config.RangeUnit, config.RangeSigned)
+	deq, rng := d.Dequantization, d.Range
+	if deq == "" {
+		deq = string(data.DequantNone)
 	}
-	levels := 256.0
-	switch d.Dequantization {
-	case "uniform":
-	case "none", "":
-		levels = 255
-	default:
-		return imageLikelihood{}, fmt.Errorf("models: data.dequantization %q: want uniform or none", d.Dequantization)
+	if rng == "" {
+		rng = config.RangeUnit
+	}
+	// The offset is the data transform's: one definition of the bins.
+	tr, err := data.ParseTransform(deq, rng)
+	if err != nil {
+		return imageLikelihood{}, fmt.Errorf("models: data.range %q, data.dequantization %q: %w", d.Range, d.Dequantization, err)
 	}
 	s := d.Shape()
-	return imageLikelihood{dims: s[0] * s[1] * s[2], offset: math.Log2(levels / width)}, nil
+	return imageLikelihood{dims: s[0] * s[1] * s[2], offset: tr.BitsPerDimOffset()}, nil
 }
 
-// bpdTensor converts a mean NLL tensor (nats per example) to bits/dim.
+// bpdTensor converts a mean NLL tensor (nats per example) to bits/dim,
+// with metrics.BitsPerDim's formula.
 func (l imageLikelihood) bpdTensor(nll *ts.Tensor) *ts.Tensor {
-	return nll.MustMulScalar(ts.FloatScalar(1/(float64(l.dims)*math.Ln2)), false).MustAddScalar(ts.FloatScalar(l.offset), true)
+	return nll.MustMulScalar(ts.FloatScalar(metrics.BitsPerDim(1, l.dims, 0)), false).MustAddScalar(ts.FloatScalar(l.offset), true)
 }
 
 // BitsPerDim converts a mean NLL in nats per example to bits/dim.
