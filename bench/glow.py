@@ -11,32 +11,23 @@ zero_grad(set_to_none=True); 1024 fixed dequantized random images in
 line with the fields of bench/realnvp2d.py, plus the CPU time per step
 (less sensitive than wall time to other load on the machine).
 """
-import argparse, json, math, os, resource, sys, time
+import json, math, os, resource, sys, time
 
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "flows", "testdata"))
 from gen_golden import glow  # noqa: E402
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--steps", type=int, default=100)
-ap.add_argument("--warmup", type=int, default=10)
-ap.add_argument("--threads", type=int, default=1)
+import benchargs  # noqa: E402
+
+ap = benchargs.parser(__doc__, steps=100, batch=16, optim="Adamax")
 ap.add_argument("--levels", type=int, default=3)
 ap.add_argument("--depth", type=int, default=4)
 ap.add_argument("--hidden", type=int, default=64)
-ap.add_argument("--batch", type=int, default=16)
-ap.add_argument("--channels", type=int, default=3)
-ap.add_argument("--size", type=int, default=32)
-ap.add_argument("--seed", type=int, default=0)
-ap.add_argument("--foreach", action="store_true", help="Adamax(foreach=True)")
-ap.add_argument("--device", default="cpu")
 args = ap.parse_args()
 if args.steps < 1 or args.warmup < 1:
     sys.exit("--steps and --warmup must be positive (the first warm-up step initialises ActNorm)")
-torch.set_num_threads(args.threads)
-torch.manual_seed(args.seed)
-dev = torch.device(args.device)
+dev = benchargs.setup(args)
 
 model = glow((args.channels, args.size, args.size), args.levels, args.depth, args.hidden).to(dev)
 opt = torch.optim.Adamax(model.parameters(), lr=1e-3, foreach=True if args.foreach else None)

@@ -10,7 +10,7 @@ closed-form KL, one z per example. Adam(3e-4), zero_grad(set_to_none=True),
 1024 fixed dequantized random images cycled in order, loss.item() every
 step as in Go. Prints one JSON line.
 """
-import argparse, json, os, resource, sys, time
+import json, os, resource, sys, time
 
 import torch
 import torch.nn as nn
@@ -18,23 +18,14 @@ import torch.nn as nn
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vaes", "testdata"))
 from gen_golden import Decoder, Encoder  # noqa: E402
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--steps", type=int, default=60)
-ap.add_argument("--warmup", type=int, default=10)
-ap.add_argument("--threads", type=int, default=1)
-ap.add_argument("--batch", type=int, default=64)
+import benchargs  # noqa: E402
+
+ap = benchargs.parser(__doc__, steps=60, batch=64, optim="Adam")
 ap.add_argument("--latent", type=int, default=256)
-ap.add_argument("--channels", type=int, default=3)
-ap.add_argument("--size", type=int, default=32)
 ap.add_argument("--width", type=float, default=0.25)
-ap.add_argument("--seed", type=int, default=0)
-ap.add_argument("--foreach", action="store_true", help="Adam(foreach=True)")
-ap.add_argument("--device", default="cpu")
 ap.add_argument("--profile", type=int, default=0, help="after warm-up, print torch.profiler's op table for this many steps to stderr")
 args = ap.parse_args()
-torch.set_num_threads(args.threads)
-torch.manual_seed(args.seed)
-dev = torch.device(args.device)
+dev = benchargs.setup(args)
 
 
 class VAE(nn.Module):

@@ -33,21 +33,32 @@ func (o ConvOptions) norm() ConvOptions {
 	return o
 }
 
-// Conv2d is a 2D convolution over NCHW input, initialised as torch.nn.Conv2d.
-type Conv2d struct {
+// ConvLayer is what both convolutions hold: weight, bias (nil without),
+// channels, kernel size and options.
+type ConvLayer struct {
 	W, B    *ts.Tensor
 	In, Out int64
 	Kernel  int64
 	Opts    ConvOptions
 }
 
+// newConvLayer registers the parameters of a k×k convolution (transposed
+// or not) under p.
+func newConvLayer(p Path, what string, in, out, k int64, opts []ConvOptions, transposed bool) (ConvLayer, error) {
+	o, w, b, err := newConvParams(p, what, in, out, k, opts, transposed)
+	return ConvLayer{W: w, B: b, In: in, Out: out, Kernel: k, Opts: o}, err
+}
+
+// Conv2d is a 2D convolution over NCHW input, initialised as torch.nn.Conv2d.
+type Conv2d struct{ ConvLayer }
+
 // NewConv2d registers a k×k convolution from in to out channels under p.
 func NewConv2d(p Path, in, out, k int64, opts ...ConvOptions) (*Conv2d, error) {
-	o, w, b, err := newConvParams(p, "Conv2d", in, out, k, opts, false)
+	l, err := newConvLayer(p, "Conv2d", in, out, k, opts, false)
 	if err != nil {
 		return nil, err
 	}
-	return &Conv2d{W: w, B: b, In: in, Out: out, Kernel: k, Opts: o}, nil
+	return &Conv2d{l}, nil
 }
 
 // newConvParams validates a convolution and registers its weight and bias,
@@ -118,20 +129,15 @@ func (c *Conv2d) ForwardWith(x, w *ts.Tensor) *ts.Tensor {
 // ConvTranspose2d is a transposed convolution, initialised as
 // torch.nn.ConvTranspose2d (weight shape (in, out/groups, k, k), whose
 // fan_in PyTorch takes from dimension 1).
-type ConvTranspose2d struct {
-	W, B    *ts.Tensor
-	In, Out int64
-	Kernel  int64
-	Opts    ConvOptions
-}
+type ConvTranspose2d struct{ ConvLayer }
 
 // NewConvTranspose2d registers a k×k transposed convolution under p.
 func NewConvTranspose2d(p Path, in, out, k int64, opts ...ConvOptions) (*ConvTranspose2d, error) {
-	o, w, b, err := newConvParams(p, "ConvTranspose2d", in, out, k, opts, true)
+	l, err := newConvLayer(p, "ConvTranspose2d", in, out, k, opts, true)
 	if err != nil {
 		return nil, err
 	}
-	return &ConvTranspose2d{W: w, B: b, In: in, Out: out, Kernel: k, Opts: o}, nil
+	return &ConvTranspose2d{l}, nil
 }
 
 // Forward applies the transposed convolution to x (N, in, H, W). On CPU

@@ -16,7 +16,7 @@ import (
 func convTransposeGrads(t *testing.T, native bool, x, w, b, r *ts.Tensor, o ConvOptions) []*ts.Tensor {
 	t.Helper()
 	o.NativeBackward = native
-	c := &ConvTranspose2d{W: w, B: b, Opts: o.norm()}
+	c := &ConvTranspose2d{ConvLayer{W: w, B: b, Opts: o.norm()}}
 	y := c.Forward(x)
 	loss := y.MustMul(r, false).MustSum(gotch.Float, true)
 	inputs := []*ts.Tensor{x, w}

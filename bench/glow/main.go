@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/mollify/mollify/bench/internal/procstat"
 	"github.com/mollify/mollify/bench/internal/steploop"
 	"math"
 	"os"
@@ -78,54 +77,22 @@ func run(o options) (err error) {
 	if err != nil {
 		return err
 	}
-	opt, err := nn.NewOptimizer(store, nn.OptimConfig{Name: "adamax", LR: 1e-3})
-	if err != nil {
-		return err
-	}
-	defer opt.Close()
 	// 1024 fixed dequantized 8-bit images in [-1,1], (k+u)/128 − 1, cycled
 	// in order.
-	images, err := steploop.NewImageSet(o.batch, o.channels, o.size, 128, 1, dev)
-	if err != nil {
-		return err
-	}
-	defer images.Close()
-	batchAt := images.Batch
-
-	step := func(i int) (float64, error) {
-		sc := ts.NewScope()
-		defer sc.Close()
-		lp, err := model.LogProb(batchAt(i))
+	bench := steploop.ImageBench{Warmup: o.warmup, Steps: o.steps, Tail: lossTail, CPUProfile: o.cpuProfile,
+		Batch: o.batch, Channels: o.channels, Size: o.size, Scale: 128, Shift: 1,
+		Optim: nn.OptimConfig{Name: "adamax", LR: 1e-3}, MollifyCalls: 500}
+	out, final, err := bench.Run(store, dev, func(x *ts.Tensor) (*ts.Tensor, error) {
+		lp, err := model.LogProb(x)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		loss := lp.MustMean(gotch.Float, true).MustNeg(true)
-		loss.MustBackward()
-		if err := opt.Step(); err != nil {
-			return 0, err
-		}
-		if err := opt.ZeroGrad(); err != nil {
-			return 0, err
-		}
-		return loss.Float64()
-	}
-	res, err := steploop.Run(o.warmup, o.steps, lossTail, o.cpuProfile, step)
-	if err != nil {
-		return err
-	}
-	el, cpu, final := res.Seconds, res.CPUSeconds, res.FinalLoss
-
-	// Gaussian mollification of one batch, as the trainer does once per step.
-	mollUS, err := steploop.MollifyMicros(500, batchAt)
+		return lp.MustMean(gotch.Float, true).MustNeg(true), nil
+	})
 	if err != nil {
 		return err
 	}
 	dims := float64(o.channels * o.size * o.size)
-	return json.NewEncoder(os.Stdout).Encode(map[string]any{
-		"impl": o.impl, "steps": o.steps, "seconds": el, "steps_per_s": float64(o.steps) / el,
-		"cpu_ms_per_step": 1e3 * cpu / float64(o.steps), "peak_rss_mb": procstat.PeakRSSMB(), "final_nll": final, "final_bpd": final/(dims*math.Ln2) + 7,
-		"threads": nn.Threads(), "torch": nn.TorchVersion(), "params": store.NumParams(),
-		"live_tensors": ts.LiveTensors(),
-		"mollify_us":   mollUS, "mollify_share_of_step": mollUS / (el / float64(o.steps) * 1e6),
-	})
+	out["impl"], out["final_nll"], out["final_bpd"] = o.impl, final, final/(dims*math.Ln2)+7
+	return json.NewEncoder(os.Stdout).Encode(out)
 }

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/mollify/mollify/bench/internal/procstat"
 	"github.com/mollify/mollify/bench/internal/steploop"
 	"os"
 	"runtime"
@@ -81,50 +80,17 @@ func run(o options) (err error) {
 	if err != nil {
 		return err
 	}
-	opt, err := nn.NewOptimizer(store, nn.OptimConfig{Name: "adam", LR: 3e-4})
-	if err != nil {
-		return err
-	}
-	defer opt.Close()
 	// 1024 fixed dequantized 8-bit images (k+u)/256, cycled in order.
-	images, err := steploop.NewImageSet(o.batch, o.channels, o.size, 256, 0, dev)
-	if err != nil {
-		return err
-	}
-	defer images.Close()
-	batchAt := images.Batch
-
-	step := func(i int) (float64, error) {
-		sc := ts.NewScope()
-		defer sc.Close()
-		l, err := model.Loss(batchAt(i))
-		if err != nil {
-			return 0, err
-		}
-		l.Total.MustBackward()
-		if err := opt.Step(); err != nil {
-			return 0, err
-		}
-		if err := opt.ZeroGrad(); err != nil {
-			return 0, err
-		}
-		return l.Total.Float64()
-	}
-	res, err := steploop.Run(o.warmup, o.steps, lossTail, o.cpuProfile, step)
-	if err != nil {
-		return err
-	}
-	el, cpu, final := res.Seconds, res.CPUSeconds, res.FinalLoss
-
-	// Gaussian mollification of one batch, as the trainer does once per step.
-	mollUS, err := steploop.MollifyMicros(200, batchAt)
-	if err != nil {
-		return err
-	}
-	return json.NewEncoder(os.Stdout).Encode(map[string]any{
-		"impl": o.impl, "steps": o.steps, "seconds": el, "steps_per_s": float64(o.steps) / el,
-		"cpu_ms_per_step": 1e3 * cpu / float64(o.steps), "peak_rss_mb": procstat.PeakRSSMB(), "final_loss": final, "threads": nn.Threads(), "torch": nn.TorchVersion(),
-		"params": store.NumParams(), "live_tensors": ts.LiveTensors(),
-		"mollify_us": mollUS, "mollify_share_of_step": mollUS / (el / float64(o.steps) * 1e6),
+	bench := steploop.ImageBench{Warmup: o.warmup, Steps: o.steps, Tail: lossTail, CPUProfile: o.cpuProfile,
+		Batch: o.batch, Channels: o.channels, Size: o.size, Scale: 256, Shift: 0,
+		Optim: nn.OptimConfig{Name: "adam", LR: 3e-4}, MollifyCalls: 200}
+	out, final, err := bench.Run(store, dev, func(x *ts.Tensor) (*ts.Tensor, error) {
+		l, err := model.Loss(x)
+		return l.Total, err
 	})
+	if err != nil {
+		return err
+	}
+	out["impl"], out["final_loss"] = o.impl, final
+	return json.NewEncoder(os.Stdout).Encode(out)
 }

@@ -57,27 +57,23 @@ class FIDInceptionC(torchvision.models.inception.InceptionC):
 
 
 class FIDInceptionE_1(torchvision.models.inception.InceptionE):
+    def pool(self, x):
+        return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
     def forward(self, x):
         branch1x1 = self.branch1x1(x)
         b = self.branch3x3_1(x)
         branch3x3 = torch.cat([self.branch3x3_2a(b), self.branch3x3_2b(b)], 1)
         d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         branch3x3dbl = torch.cat([self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d)], 1)
-        branch_pool = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
-        branch_pool = self.branch_pool(branch_pool)
+        branch_pool = self.branch_pool(self.pool(x))
         return torch.cat([branch1x1, branch3x3, branch3x3dbl, branch_pool], 1)
 
 
-class FIDInceptionE_2(torchvision.models.inception.InceptionE):
-    def forward(self, x):
-        branch1x1 = self.branch1x1(x)
-        b = self.branch3x3_1(x)
-        branch3x3 = torch.cat([self.branch3x3_2a(b), self.branch3x3_2b(b)], 1)
-        d = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        branch3x3dbl = torch.cat([self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d)], 1)
-        branch_pool = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
-        branch_pool = self.branch_pool(branch_pool)
-        return torch.cat([branch1x1, branch3x3, branch3x3dbl, branch_pool], 1)
+class FIDInceptionE_2(FIDInceptionE_1):
+    # pytorch-fid's last block max-pools where E_1 average-pools.
+    def pool(self, x):
+        return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
 
 
 def fid_inception_v3():

@@ -133,3 +133,66 @@ func MollifyMicros(calls int, batch func(i int) *ts.Tensor) (float64, error) {
 	}
 	return time.Since(start).Seconds() / float64(calls) * 1e6, nil
 }
+
+// ImageBench is one image model's training-step benchmark: an optimizer
+// over the store, a fixed ImageSet of Batch×Channels×Size² images
+// (k+u)/Scale − Shift cycled in order, Warmup untimed steps then Steps
+// timed ones, and the cost of mollifying one batch (MollifyCalls calls).
+type ImageBench struct {
+	Warmup, Steps, Tail   int
+	CPUProfile            string
+	Batch, Channels, Size int64
+	Scale, Shift          float64
+	Optim                 nn.OptimConfig
+	MollifyCalls          int
+}
+
+// Run trains with loss (a scalar to minimise for a batch, in the step's
+// scope) and returns the shared JSON fields of the Go benchmarks:
+// steps, seconds, steps_per_s, cpu_ms_per_step, peak_rss_mb, threads,
+// torch, params, live_tensors, mollify_us, mollify_share_of_step; and
+// the mean loss of the last Tail steps.
+func (b ImageBench) Run(store *nn.Store, dev gotch.Device, loss func(x *ts.Tensor) (*ts.Tensor, error)) (fields map[string]any, final float64, err error) {
+	opt, err := nn.NewOptimizer(store, b.Optim)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer opt.Close()
+	images, err := NewImageSet(b.Batch, b.Channels, b.Size, b.Scale, b.Shift, dev)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer images.Close()
+	step := func(i int) (float64, error) {
+		sc := ts.NewScope()
+		defer sc.Close()
+		l, err := loss(images.Batch(i))
+		if err != nil {
+			return 0, err
+		}
+		l.MustBackward()
+		if err := opt.Step(); err != nil {
+			return 0, err
+		}
+		if err := opt.ZeroGrad(); err != nil {
+			return 0, err
+		}
+		return l.Float64()
+	}
+	res, err := Run(b.Warmup, b.Steps, b.Tail, b.CPUProfile, step)
+	if err != nil {
+		return nil, 0, err
+	}
+	// Gaussian mollification of one batch, as the trainer does once per step.
+	mollUS, err := MollifyMicros(b.MollifyCalls, images.Batch)
+	if err != nil {
+		return nil, 0, err
+	}
+	el, steps := res.Seconds, float64(b.Steps)
+	return map[string]any{
+		"steps": b.Steps, "seconds": el, "steps_per_s": steps / el,
+		"cpu_ms_per_step": 1e3 * res.CPUSeconds / steps, "peak_rss_mb": procstat.PeakRSSMB(),
+		"threads": nn.Threads(), "torch": nn.TorchVersion(), "params": store.NumParams(), "live_tensors": ts.LiveTensors(),
+		"mollify_us": mollUS, "mollify_share_of_step": mollUS / (el / steps * 1e6),
+	}, res.FinalLoss, nil
+}
