@@ -7,9 +7,11 @@
 package steploop
 
 import (
+	"flag"
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"time"
 
@@ -195,4 +197,66 @@ func (b ImageBench) Run(store *nn.Store, dev gotch.Device, loss func(x *ts.Tenso
 		"threads": nn.Threads(), "torch": nn.TorchVersion(), "params": store.NumParams(), "live_tensors": ts.LiveTensors(),
 		"mollify_us": mollUS, "mollify_share_of_step": mollUS / (el / steps * 1e6),
 	}, res.FinalLoss, nil
+}
+
+// Flags are the flags of the Go image step benchmarks, named as in their
+// PyTorch twins (bench/benchargs.py).
+type Flags struct {
+	Steps, Warmup, Threads int
+	Batch, Channels, Size  int64
+	Seed                   uint64
+	Device, CPUProfile     string
+	ForeachOptim           bool
+}
+
+// Register adds the flags to fs with a benchmark's default steps and
+// batch; optim names its optimizer for -foreach-optim's help.
+func (f *Flags) Register(fs *flag.FlagSet, steps int, batch int64, optim string) {
+	fs.IntVar(&f.Steps, "steps", steps, "timed steps")
+	fs.IntVar(&f.Warmup, "warmup", 10, "untimed steps first")
+	fs.IntVar(&f.Threads, "threads", 1, "ATen and BLAS threads")
+	fs.Int64Var(&f.Batch, "batch", batch, "batch size")
+	fs.Int64Var(&f.Channels, "channels", 3, "image channels")
+	fs.Int64Var(&f.Size, "size", 32, "image size")
+	fs.Uint64Var(&f.Seed, "seed", 0, "seed")
+	fs.StringVar(&f.Device, "device", "cpu", "device")
+	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
+	fs.BoolVar(&f.ForeachOptim, "foreach-optim", false, "run "+optim+" as _foreach kernels instead of the fused one-pass kernel (ablation)")
+}
+
+// Bench is the ImageBench of these flags: images (k+u)/scale − shift.
+func (f Flags) Bench(scale, shift float64, optim nn.OptimConfig, tail, mollifyCalls int) ImageBench {
+	return ImageBench{Warmup: f.Warmup, Steps: f.Steps, Tail: tail, CPUProfile: f.CPUProfile,
+		Batch: f.Batch, Channels: f.Channels, Size: f.Size, Scale: scale, Shift: shift, Optim: optim, MollifyCalls: mollifyCalls}
+}
+
+// Open checks -steps and -warmup (at least minWarmup untimed steps: Glow's
+// first step initialises ActNorm), applies -foreach-optim and sets up the
+// device, threads, seed and an empty store.
+func (f Flags) Open(minWarmup int) (*nn.Store, gotch.Device, error) {
+	if f.Steps < 1 || f.Warmup < minWarmup {
+		why := ""
+		if minWarmup > 0 {
+			why = " (the first warm-up step initialises data-dependent layers such as ActNorm)"
+		}
+		return nil, gotch.CPU, fmt.Errorf("-steps must be positive and -warmup at least %d%s, got %d and %d", minWarmup, why, f.Steps, f.Warmup)
+	}
+	if f.ForeachOptim {
+		ts.SetOptimFused(false)
+	}
+	return NewStore(f.Device, f.Threads, f.Seed)
+}
+
+// Main runs a benchmark's body on a locked OS thread (torch's state is per
+// thread) and exits 1 with "name: error" when it fails.
+func Main(name string, body func() error) {
+	runtime.LockOSThread()
+	err := func() (err error) {
+		defer nn.Recover(&err)
+		return body()
+	}()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }
