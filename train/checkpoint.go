@@ -177,6 +177,17 @@ func (t *Trainer) LoadCheckpoint(path string) (err error) {
 	skipped, _ := atoi("skipped")
 	t.step, t.nonFinite, t.skipped = int(step), int(nonFinite), int(skipped)
 	t.lastCkpt = path
+	hooks, err := t.orderedHooks()
+	if err != nil {
+		return err
+	}
+	for _, h := range hooks {
+		if h.Resume != nil {
+			if err := h.Resume(t); err != nil {
+				return fmt.Errorf("train: hook %s on resume: %w", h.Name, err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -54,15 +54,18 @@ type StepStats struct {
 // A hook that accumulates over the run (a curve, a strip of samples, a
 // figure's snapshots) keeps that in State, which every checkpoint saves
 // under the hook's Name and Resume restores, so a resumed run writes the
-// same outputs as an uninterrupted one. Start runs once before the first
-// step of Run (after Resume); End runs once when Run returns, with the
-// error that ends it, so that a hook can record a failed or diverged run.
+// same outputs as an uninterrupted one. Resume runs when a checkpoint has
+// been loaded (its State already restored); Start runs once before the
+// first step of Run (after any resume); End runs once when Run returns,
+// with the error that ends it, so that a hook can record a failed or
+// diverged run.
 type Hook struct {
 	Name     string
 	Priority int
 	Every    int
 	AtEnd    bool
 	Fn       func(t *Trainer, s *StepStats) error
+	Resume   func(t *Trainer) error
 	Start    func(t *Trainer) error
 	End      func(t *Trainer, runErr error) error
 	State    HookState

@@ -352,9 +352,13 @@ func TestHookStateAndMetricsSurviveResume(t *testing.T) {
 	resumedState := &countState{Seen: []int{-1}}
 	resumed := newTrainer(t, c, dir, data)
 	resumed.Hooks = hooks(resumedState)
-	var started, ended bool
+	var resumedAt, started, ended bool
 	resumed.Hooks = append(resumed.Hooks, Hook{Name: "life",
-		Start: func(tr *Trainer) error { started = tr.Steps() == 20; return nil },
+		Resume: func(tr *Trainer) error {
+			resumedAt = tr.Steps() == 20 && fmt.Sprint(resumedState.Seen) == "[5 10 15 20]"
+			return nil
+		},
+		Start: func(tr *Trainer) error { started = resumedAt && tr.Steps() == 20; return nil },
 		End:   func(tr *Trainer, err error) error { ended = err == nil && tr.Steps() == 40; return nil }})
 	if err := resumed.Resume(); err != nil {
 		t.Fatal(err)
@@ -362,8 +366,8 @@ func TestHookStateAndMetricsSurviveResume(t *testing.T) {
 	if err := resumed.Run(); err != nil {
 		t.Fatal(err)
 	}
-	if !started || !ended {
-		t.Errorf("Start ran at step 20: %v; End ran after step 40: %v", started, ended)
+	if !resumedAt || !started || !ended {
+		t.Errorf("Resume ran at step 20 with the state restored: %v; Start ran after it: %v; End ran after step 40: %v", resumedAt, started, ended)
 	}
 	if fmt.Sprint(resumedState.Seen) != fmt.Sprint(straightState.Seen) {
 		t.Errorf("hook state after resume %v, uninterrupted %v", resumedState.Seen, straightState.Seen)
