@@ -28,9 +28,9 @@ const (
 	// clipped to 0. No complex arithmetic, so no "Imaginary component":
 	// Result.Imag reports the largest clipped √|λ| instead. Both sigmas must
 	// be positive semidefinite. It runs in float64 on libtorch's CPU LAPACK
-	// (linalg.cholesky_ex, linalg.eigh, linalg.eigvalsh, matmul): about 2 s
-	// at d = 2048 on one thread, several times faster than scipy's sqrtm
-	// (`make bench`); a singular sigma costs an eigendecomposition more.
+	// (linalg.cholesky_ex, linalg.eigh, linalg.eigvalsh, matmul): 1–2 s at
+	// d = 2048 on one thread, 3–5 times faster than scipy's sqrtm (`make
+	// bench`); a singular sigma costs an eigendecomposition more.
 	Symmetric Method = iota
 	// Scipy follows pytorch-fid literally: scipy.linalg.sqrtm(Σ1·Σ2) by a
 	// real Schur decomposition, its complex Schur form when there are 2×2
