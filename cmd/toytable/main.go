@@ -6,11 +6,20 @@
 // numbers.
 //
 //	go run ./cmd/toytable runs/toy/*/
+//
+// -steps gives the same comparison at every evaluation step of the runs'
+// curves, and how many runs had training-loss spikes; -points loads each
+// run's last checkpoint and describes its per-point NLL on the training
+// and test sets (where a mean NLL of 1e27 comes from).
+//
+//	go run ./cmd/toytable -steps runs/toy/*/
+//	go run ./cmd/toytable -points runs/toy/realnvp_vonmises-mollified_false-seed1
 package main
 
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -21,6 +30,7 @@ import (
 )
 
 type summary struct {
+	Dir           string   `json:"-"`
 	Dataset       string   `json:"dataset"`
 	Seed          uint64   `json:"seed"`
 	Mollified     bool     `json:"mollified"`
@@ -36,6 +46,12 @@ type summary struct {
 	ScoreCos      *float64 `json:"score_cosine_grid"`
 	Diverged      bool     `json:"diverged"`
 	DivergedStep  int      `json:"diverged_step"`
+	Curve         struct {
+		Steps     []float64 `json:"steps"`
+		Loss      []float64 `json:"loss"`
+		EvalSteps []float64 `json:"eval_steps"`
+		MMD2Paper []float64 `json:"mmd2_paper"`
+	} `json:"curve"`
 }
 
 // The paper's Fig. 4 and Fig. 6 values (MMD², units not stated).
@@ -121,7 +137,7 @@ func load(dirs []string, stderr io.Writer) (map[key][]summary, error) {
 		if err != nil {
 			return nil, err
 		}
-		var s summary
+		s := summary{Dir: dir}
 		if err := json.Unmarshal(b, &s); err != nil {
 			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "summary.json"), err)
 		}
@@ -252,15 +268,29 @@ func table(groups map[key][]summary, w io.Writer) {
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("usage: toytable RUN_DIR...")
+	fs := flag.NewFlagSet("toytable", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	steps := fs.Bool("steps", false, "compare the trainings at every evaluation step, and count training-loss spikes")
+	points := fs.Bool("points", false, "per-point NLL of each run's last checkpoint on the training and test sets")
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	groups, err := load(args, stderr)
+	if fs.NArg() == 0 {
+		return fmt.Errorf("usage: toytable [-steps | -points] RUN_DIR...")
+	}
+	if *points {
+		return pointsTable(fs.Args(), stdout)
+	}
+	groups, err := load(fs.Args(), stderr)
 	if err != nil {
 		return err
 	}
 	if len(groups) == 0 {
-		return fmt.Errorf("none of the %d folders has a summary.json", len(args))
+		return fmt.Errorf("none of the %d folders has a summary.json", fs.NArg())
+	}
+	if *steps {
+		stepsTable(groups, stdout)
+		return nil
 	}
 	table(groups, stdout)
 	return nil

@@ -3,10 +3,18 @@ package main
 import (
 	"bytes"
 	"flag"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/models"
+	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/train"
+	"github.com/sugarme/gotch"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/table.md from the fixtures")
@@ -114,5 +122,87 @@ func TestErrors(t *testing.T) {
 	twice := []string{"testdata/runs/mog-moll_false-seed0", "testdata/runs/mog-moll_false-seed0"}
 	if err := run(twice, &bytes.Buffer{}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "second mog run with seed 0") {
 		t.Errorf("a seed twice: %v", err)
+	}
+}
+
+// -steps on the fixtures: a finished run has one evaluation, at step
+// 20000, so that row is the main table's comparison; a diverged run's
+// last evaluation is on its own row; diverged runs logged a non-finite
+// loss at step 200.
+func TestSteps(t *testing.T) {
+	dirs, _ := filepath.Glob("testdata/runs/*")
+	var out bytes.Buffer
+	if err := run(append([]string{"-steps"}, dirs...), &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, c := range []struct {
+		row  string
+		col  int
+		want string
+	}{
+		{"| vonmises | 20000 |", 2, "2, 0.295 [0.198, 0.392]"},
+		{"| vonmises | 20000 |", 3, "3, 0.2 [0.175, 0.215]"},
+		{"| vonmises | 20000 |", 4, "1 of 2"},
+		{"| vonmises | 12000 |", 2, "1, 0.5 [0.5, 0.5]"},
+		{"| vonmises | 12000 |", 4, "0 of 0"},
+		{"| vonmises | vanilla |", 3, "2 (seed 2: 200; seed 3: 200)"},
+		{"| vonmises | Gaussian mollification |", 3, "1 (seed 3: 200)"},
+		{"| mog | vanilla |", 3, "0"},
+	} {
+		if got := cells(t, got, c.row); got[c.col] != c.want {
+			t.Errorf("%s column %d = %q, want %q", c.row, c.col, got[c.col], c.want)
+		}
+	}
+}
+
+// -points on a run folder whose checkpoint holds a freshly built flow: its
+// couplings start as the identity, so every von Mises point (radius 1)
+// has NLL ½·1 + log 2π with ½‖z‖² = ½ and log-det 0.
+func TestPoints(t *testing.T) {
+	dir := t.TempDir()
+	c, err := config.Load("realnvp_vonmises", []string{"data.train_size=300", "data.test_size=100", "data.batch_size=64", "run.device=cpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	store := nn.NewStore(gotch.CPU)
+	defer store.Close()
+	if _, err := models.Build(c, store.Root()); err != nil {
+		t.Fatal(err)
+	}
+	opt, err := nn.NewOptimizer(store, nn.OptimConfig{Name: "adam", LR: 1e-3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opt.Close()
+	rng, err := nn.Seed(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := train.NewOptions(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &train.Trainer{Options: opts, Dir: dir, Device: gotch.CPU, Store: store, Optim: opt, RNG: rng}
+	if _, err := tr.SaveCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run([]string{"-points", dir}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	name := "| " + filepath.Base(dir) + " (step 0) | test |"
+	row := cells(t, out.String(), name)
+	want := fmt.Sprintf("%.3g", 0.5+math.Log(2*math.Pi))
+	for col, w := range map[int]string{2: want, 3: want, 4: want, 5: want, 6: "0 of 100", 9: "0.5", 10: "0"} {
+		if row[col] != w {
+			t.Errorf("%s column %d = %q, want %q\n%s", name, col, row[col], w, out.String())
+		}
+	}
+	if err := run([]string{"-points", t.TempDir()}, &out, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "config.yaml") {
+		t.Errorf("-points on a folder without a run: %v", err)
 	}
 }
