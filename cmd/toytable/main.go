@@ -264,6 +264,7 @@ func table(groups map[key][]summary, w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Medians and interquartile ranges [Q1, Q3] over the finished runs; test-NLL columns are medians over runs of each run's mean, median and fraction above the bound. A diverged run stopped early (too many consecutive non-finite steps, or model samples that overflow at an evaluation); its step is listed and its numbers are left out.")
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "¹ Seeds where the mollified run's MMD² (paper kernel) is below the vanilla run's with the same seed, of the seeds with both runs. A finished mollified run against a diverged vanilla run counts as better (here %d of the better seeds), a diverged mollified run as not better; seeds where both diverged are left out.\n", anyVsDiverged)
 }
 
