@@ -16,6 +16,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"github.com/mollify/mollify/data"
+	"github.com/mollify/mollify/internal/testenv"
 )
 
 // pixelNet's features are the 2×2 top-left pixels of each channel, so the
@@ -286,21 +287,10 @@ func TestUnitImages(t *testing.T) {
 	}
 }
 
-// assertError fails unless err is non-nil, mentions every string of want
-// and, when is is not nil, wraps is.
+// assertError is testenv.AssertError.
 func assertError(t *testing.T, err error, want []string, is error) {
 	t.Helper()
-	if err == nil {
-		t.Fatal("no error")
-	}
-	for _, w := range want {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not mention %q", err, w)
-		}
-	}
-	if is != nil && !errors.Is(err, is) {
-		t.Errorf("error %q is not %v", err, is)
-	}
+	testenv.AssertError(t, err, want, is)
 }
 
 func floats(t testing.TB, x *ts.Tensor) []float32 {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mollify/mollify/fid"
 	"github.com/mollify/mollify/fid/torchfile"
+	"github.com/mollify/mollify/internal/testenv"
 	"github.com/mollify/mollify/nn"
 )
 
@@ -586,19 +587,8 @@ func cpuSeconds() float64 {
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
-// assertError fails unless err is non-nil, mentions every string of want
-// and, when is is not nil, wraps is.
+// assertError is testenv.AssertError.
 func assertError(t *testing.T, err error, want []string, is error) {
 	t.Helper()
-	if err == nil {
-		t.Fatal("no error")
-	}
-	for _, w := range want {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not mention %q", err, w)
-		}
-	}
-	if is != nil && !errors.Is(err, is) {
-		t.Errorf("error %q is not %v", err, is)
-	}
+	testenv.AssertError(t, err, want, is)
 }

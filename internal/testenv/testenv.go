@@ -5,7 +5,9 @@
 package testenv
 
 import (
+	"errors"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
@@ -16,5 +18,22 @@ func NeedGoTool(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skipf("needs the go tool: %v", err)
+	}
+}
+
+// AssertError fails the test unless err is non-nil, mentions every string
+// of want and, when is is not nil, wraps is.
+func AssertError(t testing.TB, err error, want []string, is error) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	if is != nil && !errors.Is(err, is) {
+		t.Errorf("error %q is not %v", err, is)
 	}
 }
