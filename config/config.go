@@ -29,7 +29,18 @@ type Run struct {
 	// MaxNonFinite is how many consecutive steps with a NaN or Inf loss are
 	// skipped (as the authors' code does) before the run fails.
 	MaxNonFinite int `mapstructure:"max_nonfinite" yaml:"max_nonfinite"`
+	// CUDAGraph captures the training step as CUDA graphs: auto (on for a
+	// CUDA device when the model and mollifier can be captured, else
+	// eager, with one log line), on (an error where it cannot be), off.
+	CUDAGraph string `mapstructure:"cuda_graph" yaml:"cuda_graph"`
 }
+
+// run.cuda_graph values.
+const (
+	CUDAGraphAuto = "auto"
+	CUDAGraphOn   = "on"
+	CUDAGraphOff  = "off"
+)
 
 // Dataset names.
 const (
@@ -247,6 +258,7 @@ func Default() Config {
 			Iterations:   20000,
 			LogEvery:     100,
 			MaxNonFinite: 20,
+			CUDAGraph:    CUDAGraphAuto,
 		},
 		Data: Data{
 			Dataset:        DatasetMoG,

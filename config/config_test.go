@@ -122,6 +122,16 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{`model.vae.recon "bce" with Gaussian mollification`, "unbounded below", "use model.vae.recon=mse"},
 		},
 		{
+			name: "cuda graph on the CPU",
+			sets: []string{"run.device=cpu", "run.cuda_graph=on"},
+			want: []string{"run.cuda_graph=on needs a CUDA device, but run.device is cpu", "use run.cuda_graph=auto"},
+		},
+		{
+			name: "unknown cuda graph mode",
+			sets: []string{"run.cuda_graph=yes"},
+			want: []string{`run.cuda_graph: unknown value "yes" (want "auto", "on" or "off")`},
+		},
+		{
 			name: "bad betas",
 			sets: []string{"optim.betas=[0.9]"},
 			want: []string{"optim.betas must be a list of 2 numbers"},

@@ -116,6 +116,9 @@ func (r Run) validate(k *checker) {
 	k.positive("run.iterations", r.Iterations)
 	k.positive("run.log_every", r.LogEvery)
 	k.nonNegative("run.max_nonfinite", r.MaxNonFinite)
+	if k.oneOf("run.cuda_graph", r.CUDAGraph, CUDAGraphAuto, CUDAGraphOn, CUDAGraphOff) && r.CUDAGraph == CUDAGraphOn && r.Device == "cpu" {
+		k.addf("run.cuda_graph=on needs a CUDA device, but run.device is cpu: CUDA graphs capture GPU kernel launches and there are none to capture on the CPU; use run.cuda_graph=auto (eager on the CPU) or off")
+	}
 }
 
 func (d Data) validate(k *checker) {

@@ -2,7 +2,6 @@ package mollification
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/sugarme/gotch/ts"
 )
@@ -56,10 +55,10 @@ func (g *Gaussian) Mollify(x *ts.Tensor, step int) (out *ts.Tensor, info Info, e
 
 // gaussianMix returns √(1−σ²)·x + σ·ε: randn, two scalings and one add.
 func gaussianMix(x *ts.Tensor, sigma2 float64) *ts.Tensor {
-	sigma2 = math.Min(math.Max(sigma2, 0), 1)
+	a, s := gaussianScales(sigma2)
 	eps := x.MustRandnLike(false)
-	eps.MustMulScalar_(ts.FloatScalar(math.Sqrt(sigma2)))
-	out := x.MustMulScalar(ts.FloatScalar(math.Sqrt(1-sigma2)), false)
+	eps.MustMulScalar_(ts.FloatScalar(s))
+	out := x.MustMulScalar(ts.FloatScalar(a), false)
 	out.MustAdd_(eps)
 	return out
 }
