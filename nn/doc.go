@@ -27,6 +27,22 @@
 //     it off; the VAE decoder sets it from model.vae.native_convt_backward),
 //     and Adam/Adamax update each CPU parameter in one fused pass
 //     (ts.SetOptimFused(false) turns it off).
+//   - OptimConfig.Capturable makes an optimizer whose Step can be captured
+//     in a CUDA graph (torch.optim's capturable): the step count and the
+//     learning rate are 0-d float32 tensors on the parameters' device
+//     (StepTensor, LRTensor), Step increments the first in place and
+//     derives the bias corrections from it with tensor ops, and reads the
+//     second; nothing inside Step is read on the host or taken from a Go
+//     value that changes between steps. Write the learning rate with SetLR
+//     (or in place into LRTensor) before each step or replay, never while
+//     capturing. The moments live in one flat buffer per kind (State's
+//     tensors are views, same names as eager, step count as int64), so the
+//     update is about fifteen kernels plus one add per parameter. The maths
+//     is torch.optim's non-AMSGrad Adam/Adamax, equal to the eager kernels
+//     to float rounding. GradNorm, ClipGrads, StepClipped and StepSummary
+//     keep the rest of a step on the device: the trainer reads one small
+//     tensor per step (ReadStepSummary). ClipGradNorm and Steps read the
+//     host, for eager use and checkpoints.
 //   - Shared layers: Linear, Conv2d, ConvTranspose2d, BatchNorm2d (flows'
 //     coupling networks and the VAE nets use the same one). Loss is the
 //     batch objective every model returns and train minimises.

@@ -17,18 +17,25 @@ type OptimConfig struct {
 	Beta2       float64
 	Eps         float64
 	WeightDecay float64 // L2, added to the gradient as in torch.optim
+	// Capturable keeps the step count and the learning rate in 0-d float32
+	// tensors on the parameters' device (torch.optim's capturable), so that
+	// Step reads nothing from the host that changes between steps and can
+	// be captured in a CUDA graph. See optim_capturable.go.
+	Capturable bool
 }
 
 // Optimizer is Adam or Adamax whose state (moment buffers and step count)
 // lives in tensors it owns, so checkpoints can hold it and a resumed run
 // continues bit for bit. The update is the single-tensor algorithm of
-// torch.optim, run as multi-tensor kernels.
+// torch.optim, run as multi-tensor kernels (eager) or as tensor ops over
+// flat buffers whose scalars live on the device (capturable).
 type Optimizer struct {
 	cfg    OptimConfig
 	names  []string
 	params []*ts.Tensor
 	m, v   []*ts.Tensor // Adam: exp_avg, exp_avg_sq. Adamax: exp_avg, exp_inf.
-	step   int64
+	step   int64        // eager only; capturable counts in dev.count
+	dev    *deviceState // nil unless cfg.Capturable
 }
 
 // NewOptimizer creates the optimizer for the trainable parameters of s.
@@ -61,16 +68,23 @@ func NewOptimizer(s *Store, cfg OptimConfig) (o *Optimizer, err error) {
 		if !s.trained[n] {
 			continue
 		}
-		p := s.tensors[n]
 		o.names = append(o.names, n)
-		o.params = append(o.params, p)
+		o.params = append(o.params, s.tensors[n])
+	}
+	if len(o.params) == 0 {
+		return nil, fmt.Errorf("nn: the model has no trainable parameters")
+	}
+	if cfg.Capturable {
+		if err := o.newDeviceState(); err != nil {
+			return nil, err
+		}
+		return o, nil
+	}
+	for _, p := range o.params {
 		m, v := p.MustZerosLike(false), p.MustZerosLike(false)
 		sc.Detach(m, v)
 		o.m = append(o.m, m)
 		o.v = append(o.v, v)
-	}
-	if len(o.params) == 0 {
-		return nil, fmt.Errorf("nn: the model has no trainable parameters")
 	}
 	return o, nil
 }
@@ -78,11 +92,24 @@ func NewOptimizer(s *Store, cfg OptimConfig) (o *Optimizer, err error) {
 // Config returns the optimizer's hyper-parameters.
 func (o *Optimizer) Config() OptimConfig { return o.cfg }
 
-// SetLR changes the learning rate (for schedules).
-func (o *Optimizer) SetLR(lr float64) { o.cfg.LR = lr }
+// SetLR changes the learning rate (for schedules). A capturable optimizer
+// writes it into LRTensor in place, the only place Step reads it from; call
+// it before a graph replays, never while one is being captured.
+func (o *Optimizer) SetLR(lr float64) {
+	o.cfg.LR = lr
+	if o.dev != nil {
+		o.dev.setLR(lr)
+	}
+}
 
-// Steps returns the number of updates done.
-func (o *Optimizer) Steps() int64 { return o.step }
+// Steps returns the number of updates done. A capturable optimizer reads
+// it from StepTensor, which waits for the device.
+func (o *Optimizer) Steps() int64 {
+	if o.dev != nil {
+		return o.dev.steps()
+	}
+	return o.step
+}
 
 // ZeroGrad drops the parameters' grads (set_to_none).
 func (o *Optimizer) ZeroGrad() error { return ts.ZeroGradNone(o.params) }
@@ -93,8 +120,12 @@ func (o *Optimizer) ClipGradNorm(maxNorm float64) (float64, error) {
 	return ts.ClipGradNorm(o.params, maxNorm)
 }
 
-// Step applies one update from the current grads.
+// Step applies one update from the current grads. Parameters without a
+// grad are left alone, their moments too.
 func (o *Optimizer) Step() error {
+	if o.dev != nil {
+		return o.stepOnDevice(nil, 0)
+	}
 	o.step++
 	c := o.cfg
 	var err error
@@ -118,7 +149,8 @@ func (o *Optimizer) bufNames() (string, string) {
 }
 
 // State returns the optimizer's tensors by name (borrowed, not copies) and
-// its step count.
+// its step count. Eager and capturable optimizers use the same names, so
+// either loads the other's checkpoints.
 func (o *Optimizer) State() (map[string]*ts.Tensor, int64) {
 	a, b := o.bufNames()
 	out := map[string]*ts.Tensor{}
@@ -126,12 +158,18 @@ func (o *Optimizer) State() (map[string]*ts.Tensor, int64) {
 		out["optim."+a+"."+n] = o.m[i]
 		out["optim."+b+"."+n] = o.v[i]
 	}
-	return out, o.step
+	return out, o.Steps()
 }
 
 // LoadState copies a state taken by State into the optimizer.
 func (o *Optimizer) LoadState(state map[string]*ts.Tensor, step int64) (err error) {
 	defer Recover(&err)
+	if step < 0 {
+		return fmt.Errorf("nn: optimizer step count %d is negative", step)
+	}
+	if o.dev != nil && step > maxDeviceStep {
+		return fmt.Errorf("nn: step count %d is beyond %d, the last a float32 step tensor counts exactly; load it into an optimizer without Capturable", step, maxDeviceStep)
+	}
 	a, b := o.bufNames()
 	sc := ts.NewScope()
 	defer sc.Close()
@@ -150,6 +188,10 @@ func (o *Optimizer) LoadState(state map[string]*ts.Tensor, step int64) (err erro
 			pair.dst.Copy_(src.MustTo(pair.dst.MustDevice(), false))
 		}
 	}
+	if o.dev != nil {
+		o.dev.count.MustFill_(ts.FloatScalar(float64(step)))
+		return nil
+	}
 	o.step = step
 	return nil
 }
@@ -161,4 +203,8 @@ func (o *Optimizer) Close() {
 		o.v[i].MustDrop()
 	}
 	o.m, o.v = nil, nil
+	if o.dev != nil {
+		o.dev.close()
+		o.dev = nil
+	}
 }
