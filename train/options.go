@@ -21,6 +21,8 @@ type Options struct {
 	// (0: all).
 	CheckpointEvery int
 	Keep            int
+	// CUDAGraph is run.cuda_graph: auto, on or off (see CaptureMode).
+	CUDAGraph string
 	// RunConfig is stored in every checkpoint's metadata (the resolved
 	// config, so a checkpoint says how it was made); it may be empty.
 	RunConfig string
@@ -61,6 +63,7 @@ func NewOptions(c *config.Config) (Options, error) {
 		LogEvery:        max(c.Run.LogEvery, 1),
 		CheckpointEvery: c.Output.CheckpointEvery,
 		Keep:            c.Output.Keep,
+		CUDAGraph:       c.Run.CUDAGraph,
 		RunConfig:       string(y),
 	}, nil
 }

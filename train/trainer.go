@@ -105,6 +105,12 @@ type Trainer struct {
 	metrics   *os.File
 	lastCkpt  string
 	buffers   *nn.BufferSnapshot // model buffers before the current step
+	termNames []string           // the loss terms of an eager step, sorted
+	captured  *captured          // the captured step, once captured
+
+	// Graphs captures the step when Options.CUDAGraph allows it; nil
+	// means CUDA graphs on a CUDA device (tests set an emulation).
+	Graphs Grapher
 }
 
 // ErrNonFinite is wrapped by the error that stops a run after too many
@@ -165,7 +171,7 @@ type Preprocessor interface {
 }
 
 // trainStep runs one step in its own scope.
-func (t *Trainer) trainStep(step int) (st StepStats, err error) {
+func (t *Trainer) trainStep(step int, graphs bool) (st StepStats, err error) {
 	sc := ts.NewScope()
 	defer sc.Close()
 	defer nn.Recover(&err)
@@ -176,6 +182,22 @@ func (t *Trainer) trainStep(step int) (st StepStats, err error) {
 		return st, fmt.Errorf("train: batch for step %d: %w", step, err)
 	}
 	st.DataWait = time.Since(start)
+	if graphs {
+		if ok, err := t.capturedStep(x, &st, start); ok || err != nil {
+			return st, err
+		}
+	}
+	return t.eagerStep(x, st, start)
+}
+
+// eagerStep runs one step op by op (the batch x is already on the device).
+func (t *Trainer) eagerStep(x *ts.Tensor, st StepStats, start time.Time) (_ StepStats, err error) {
+	step := st.Step
+	if t.captured != nil {
+		// The gradients live in the captured graphs' memory: they are
+		// zeroed in place, never freed.
+		t.zeroGradsInPlace()
+	}
 	if p, ok := t.Model.(Preprocessor); ok {
 		if x, _, err = p.Preprocess(x); err != nil {
 			return st, fmt.Errorf("train: step %d: %w", step, err)
@@ -197,7 +219,7 @@ func (t *Trainer) trainStep(step int) (st StepStats, err error) {
 		if err := t.buffers.Restore(); err != nil {
 			return st, err
 		}
-		return st, t.Optim.ZeroGrad()
+		return st, t.zeroGrads()
 	}
 	loss, err := t.Model.Loss(xm)
 	if err != nil {
@@ -224,15 +246,37 @@ func (t *Trainer) trainStep(step int) (st StepStats, err error) {
 			return skip()
 		}
 	}
+	if len(st.Terms) > 0 && t.termNames == nil {
+		for k := range st.Terms {
+			t.termNames = append(t.termNames, k)
+		}
+		sort.Strings(t.termNames)
+	}
 	t.Optim.SetLR(st.LR)
 	if err := t.Optim.Step(); err != nil {
 		return st, err
 	}
-	if err := t.Optim.ZeroGrad(); err != nil {
+	if err := t.zeroGrads(); err != nil {
 		return st, err
 	}
 	st.StepTime = time.Since(start)
 	return st, nil
+}
+
+// zeroGrads drops the gradients after an eager step, or zeroes them in
+// place once they belong to captured graphs.
+func (t *Trainer) zeroGrads() error {
+	if t.captured != nil {
+		t.zeroGradsInPlace()
+		return nil
+	}
+	return t.Optim.ZeroGrad()
+}
+
+func (t *Trainer) zeroGradsInPlace() {
+	for _, p := range t.Store.Parameters() {
+		p.ZeroGrad()
+	}
 }
 
 // Run trains until Options.Iterations steps are done, calling the hooks. It can
@@ -294,9 +338,14 @@ func (t *Trainer) RunUntil(stop int) (err error) {
 	total := t.Options.Iterations
 	maxBad := t.Options.MaxNonFinite
 	stop = min(stop, total)
+	graphs, err := t.startCapture()
+	if err != nil {
+		return err
+	}
+	first := t.step
 	for t.step < stop {
 		step := t.step
-		st, err := t.trainStep(step)
+		st, err := t.trainStep(step, graphs && step-first >= captureWarmup)
 		if err != nil {
 			return err
 		}
@@ -329,6 +378,10 @@ func (t *Trainer) RunUntil(stop int) (err error) {
 // Close frees what the trainer allocated for itself (not the store, model,
 // optimizer or mollifier, which the caller owns).
 func (t *Trainer) Close() {
+	if t.captured != nil {
+		t.captured.close()
+		t.captured = nil
+	}
 	if t.buffers != nil {
 		t.buffers.Close()
 		t.buffers = nil
