@@ -60,3 +60,42 @@ func TestRequireCapabilities(t *testing.T) {
 		s.Close()
 	}
 }
+
+// Every image and 2-D model declares whether its step can be captured as a
+// CUDA graph; Glow only after its first batch has initialised ActNorm.
+func TestModelsDeclareCapture(t *testing.T) {
+	for _, name := range []string{"realnvp_mog", "glow_mnist", "realnvp_mnist", "vae_mnist", "iwae_mnist", "hvae_mnist", "vae_iaf_mnist", "betavae_mnist"} {
+		c, err := config.Load(name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := nn.NewStore(gotch.CPU)
+		m, err := Build(c, s.Root())
+		if err != nil {
+			t.Fatal(err)
+		}
+		capt, ok := m.(train.Capturable)
+		if !ok {
+			t.Errorf("%s: the model does not declare train.Capturable", name)
+			s.Close()
+			continue
+		}
+		err = capt.CaptureReady()
+		if g, isGlow := m.(*Glow); isGlow {
+			if err == nil || !strings.Contains(err.Error(), "ActNorm") {
+				t.Errorf("%s: a fresh Glow is ready to capture: %v", name, err)
+			}
+			sc := ts.NewScope()
+			x := ts.MustRand([]int64{2, 1, 32, 32}, gotch.Float, gotch.CPU)
+			if _, err := g.Loss(x); err != nil {
+				t.Fatal(err)
+			}
+			sc.Close()
+			err = capt.CaptureReady()
+		}
+		if err != nil {
+			t.Errorf("%s: not ready to capture: %v", name, err)
+		}
+		s.Close()
+	}
+}

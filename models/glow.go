@@ -24,7 +24,8 @@ func init() { Register(config.ModelGlow, newGlow) }
 // first batch the model sees, i.e. the first (mollified) training batch.
 type Glow struct {
 	imageLikelihood
-	Flow *flows.Glow
+	Flow    *flows.Glow
+	stepped bool // Loss has run: ActNorm is initialised
 }
 
 func newGlow(c *config.Config, p nn.Path) (train.Model, error) {
@@ -97,7 +98,18 @@ func (m *Glow) Loss(x *ts.Tensor) (nn.Loss, error) {
 		return nn.Loss{}, err
 	}
 	nll := lp.MustMean(gotch.Float, true).MustNeg(true)
+	m.stepped = true
 	return nn.Loss{Total: nll, Terms: map[string]*ts.Tensor{"bpd": m.bpdTensor(nll)}}, nil
+}
+
+// CaptureReady: Glow's step can be captured (train.Capturable) once its
+// ActNorm layers have been initialised by a first eager batch; after that
+// the forward pass reads nothing on the host (the flag is cached).
+func (m *Glow) CaptureReady() error {
+	if !m.stepped {
+		return fmt.Errorf("models: Glow's ActNorm initialises on its first batch; capture after one eager step")
+	}
+	return nil
 }
 
 // LogProb is log p(x) per example in nats, x in the data range.

@@ -45,6 +45,10 @@ func TestBadInputFromTheCommandLine(t *testing.T) {
 			[]string{"optim.lr must be", "mollification.fraction must be"}},
 		{"bce with Gaussian mollification", []string{"-config", "vae_mnist", "--set", "model.vae.recon=bce"}, nil, []string{"unbounded below"}},
 		{"stray argument", []string{"-config", "demo", "stray"}, nil, []string{"unexpected arguments"}},
+		{"CUDA graphs on the CPU", []string{"-config", "demo", "--set", "run.device=cpu", "--set", "run.cuda_graph=on"}, nil,
+			[]string{"run.cuda_graph=on needs a CUDA device, but run.device is cpu"}},
+		{"CUDA graphs where auto resolves to the CPU", []string{"-config", "demo", "--set", "run.device=auto", "--set", "run.cuda_graph=on"}, nil,
+			[]string{"run.cuda_graph=on, but the step cannot be captured: the device is the CPU"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			wd := t.TempDir()

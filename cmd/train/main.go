@@ -40,7 +40,8 @@ func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "train:", err)
+		// The train package's own errors already start with "train: ".
+		fmt.Fprintln(os.Stderr, "train:", strings.TrimPrefix(err.Error(), "train: "))
 		os.Exit(1)
 	}
 }
@@ -89,9 +90,6 @@ func run(args []string) error {
 			dir = filepath.Join(cfg.Run.OutDir, cfg.Run.Name+"-"+time.Now().Format("20060102-150405"))
 		}
 	}
-	if _, err := cfg.Save(dir); err != nil {
-		return err
-	}
 	return trainRun(cfg, dir, *resume != "", cfg.Run.Iterations)
 }
 
@@ -109,7 +107,22 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		return err
 	}
 	o := cfg.Optim
-	oc := nn.OptimConfig{Name: o.Name, LR: o.LR, Eps: o.Eps, WeightDecay: o.WeightDecay}
+	moll, err := mollification.FromConfig(cfg, dev)
+	if err != nil {
+		return err
+	}
+	defer moll.Close()
+	// run.cuda_graph=on with a step that cannot be captured (a CPU device,
+	// a model or mollifier that reads the host) fails here, before training.
+	capture, _, err := train.CaptureMode(cfg.Run.CUDAGraph, dev.IsCuda(), model, moll)
+	if err != nil {
+		return err
+	}
+	// The run folder appears once the run can start.
+	if _, err := cfg.Save(dir); err != nil {
+		return err
+	}
+	oc := nn.OptimConfig{Name: o.Name, LR: o.LR, Eps: o.Eps, WeightDecay: o.WeightDecay, Capturable: capture}
 	if len(o.Betas) == 2 {
 		oc.Beta1, oc.Beta2 = o.Betas[0], o.Betas[1]
 	}
@@ -118,11 +131,6 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		return err
 	}
 	defer opt.Close()
-	moll, err := mollification.FromConfig(cfg, dev)
-	if err != nil {
-		return err
-	}
-	defer moll.Close()
 
 	opts, err := train.NewOptions(cfg)
 	if err != nil {
