@@ -121,6 +121,7 @@ type unit struct {
 	name     string
 	preamble string
 	segs     []*segment
+	flags    []string // extra compiler flags (include folders, defines)
 }
 
 func (u *unit) render() (string, []int) {
@@ -144,6 +145,7 @@ func (u *unit) compile(lt *Libtorch, dir, objDir string) (string, error) {
 	for _, inc := range lt.Includes {
 		flags = append(flags, "-I"+inc)
 	}
+	flags = append(flags, u.flags...)
 	// Units are written beside csrc, never over its sources, so a later
 	// build for another libtorch starts from the unstubbed code.
 	unitDir := filepath.Join(filepath.Dir(dir), "units")
@@ -256,10 +258,42 @@ func buildLibtch(lt *Libtorch, csrc, out string, jobs, nunits int) ([]string, er
 	if err != nil {
 		return nil, err
 	}
+	cudaSrc, err := read("mollify_cuda.cpp")
+	if err != nil {
+		return nil, fmt.Errorf("%w (build/csrc predates the CUDA graph patch: run `make setup` again)", err)
+	}
+	stubSrc, err := read("mollify_cuda_stub.cpp")
+	if err != nil {
+		return nil, err
+	}
 	units := []*unit{
 		{name: "torch_api", segs: splitSegments(api)},
 		{name: "mollify_api", segs: splitSegments(mlf)},
 	}
+	// The CUDA graph code needs libtorch's CUDA headers and the CUDA
+	// runtime's; without them its stand-in says why each call fails.
+	// What became of it is printed again last, where the GPU check's tail
+	// of this output shows it.
+	var extra []string
+	var cudaNote string
+	switch {
+	case !lt.CUDA:
+		cudaNote = "CUDA graphs: libtorch has no CUDA; mollify_cuda_stub.cpp stands in"
+		units = append(units, cudaStubUnit(lt, stubSrc, stubCPUOnly))
+	case len(lt.CUDAIncludes) == 0:
+		cudaNote = fmt.Sprintf("CUDA graphs: no cuda_runtime_api.h in %s/../nvidia/*/include or %s; mollify_cuda_stub.cpp stands in",
+			lt.Root, strings.Join(cudaHomes(), ", "))
+		units = append(units, cudaStubUnit(lt, stubSrc, stubNoHeaders))
+		extra = append(extra, "mlf_cuda_* (no CUDA runtime headers found)")
+	default:
+		cudaNote = "CUDA graphs: mollify_cuda.cpp with the CUDA headers in " + strings.Join(lt.CUDAIncludes, " ")
+		cu := &unit{name: cudaUnitName, segs: splitSegments(cudaSrc)}
+		for _, inc := range lt.CUDAIncludes {
+			cu.flags = append(cu.flags, "-I"+inc)
+		}
+		units = append(units, cu)
+	}
+	fmt.Println(cudaNote)
 	var funcs []*segment
 	for _, s := range splitSegments(gen) {
 		if s.name != "" {
@@ -293,10 +327,38 @@ func buildLibtch(lt *Libtorch, csrc, out string, jobs, nunits int) ([]string, er
 		}()
 	}
 	wg.Wait()
+	// mollify_cuda.cpp is first compiled on the GPU machine, against a
+	// libtorch this one cannot test: if it fails as a whole, the rest of
+	// libtch still builds, with the stand-in saying so.
+	for i, u := range units {
+		if u.name != cudaUnitName || errs[i] == nil {
+			continue
+		}
+		fmt.Printf("CUDA graphs: mollify_cuda.cpp did not compile against libtorch %s:\n%v\n", lt.Version, errs[i])
+		cudaNote = fmt.Sprintf("CUDA graphs: mollify_cuda.cpp did not compile against libtorch %s; mollify_cuda_stub.cpp stands in. First errors:\n%s",
+			lt.Version, firstErrors(errs[i].Error(), 8))
+		units[i] = cudaStubUnit(lt, stubSrc, stubNoCompile)
+		objs[i], errs[i] = units[i].compile(lt, csrc, objDir)
+		extra = append(extra, "mlf_cuda_* (mollify_cuda.cpp did not compile)")
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	var stubs []string
+	for _, u := range units {
+		if u.name != cudaUnitName {
+			continue
+		}
+		var bad []string
+		for _, sg := range u.segs {
+			if sg.stubbed {
+				bad = append(bad, sg.name)
+			}
+		}
+		if len(bad) > 0 {
+			cudaNote += "; stubbed, as they did not compile: " + strings.Join(bad, " ")
+		}
+	}
+	stubs := extra
 	for _, u := range units {
 		for _, s := range u.segs {
 			if s.stubbed {
@@ -316,5 +378,41 @@ func buildLibtch(lt *Libtorch, csrc, out string, jobs, nunits int) ([]string, er
 	if o, err := exec.Command("g++", args...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("linking libtch.so: %v\n%s", err, excerpt(o))
 	}
+	fmt.Println(cudaNote)
 	return stubs, os.Rename(out+".tmp", out)
+}
+
+const cudaUnitName = "mollify_cuda"
+
+// Why mollify_cuda_stub.cpp stands in for mollify_cuda.cpp (its
+// MLF_CUDA_STUB): the libtorch has no CUDA, no CUDA runtime headers were
+// found for it, or mollify_cuda.cpp did not compile against it.
+const (
+	stubCPUOnly = iota + 1
+	stubNoHeaders
+	stubNoCompile
+)
+
+func cudaStubUnit(lt *Libtorch, src string, why int) *unit {
+	return &unit{name: "mollify_cuda_stub", segs: splitSegments(src), flags: []string{
+		fmt.Sprintf("-DMLF_CUDA_STUB=%d", why),
+		fmt.Sprintf("-DMLF_LIBTORCH_VERSION=%q", lt.Version),
+	}}
+}
+
+// firstErrors returns up to n compiler error lines of out, shortened.
+func firstErrors(out string, n int) string {
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.Contains(l, "error") {
+			continue
+		}
+		if len(l) > 300 {
+			l = l[:300] + "..."
+		}
+		if lines = append(lines, "  "+l); len(lines) == n {
+			break
+		}
+	}
+	return strings.Join(lines, "\n")
 }

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -17,13 +19,100 @@ type Libtorch struct {
 	Version  string   // e.g. 1.13.1
 	ABI      int      // _GLIBCXX_USE_CXX11_ABI
 	CUDA     bool     // libtorch_cuda.so is present
+	// CUDAIncludes are the -I folders of the CUDA runtime headers that
+	// mollify_cuda.cpp needs; empty without CUDA or when none were found.
+	CUDAIncludes []string
 }
 
 func findLibtorch() (*Libtorch, error) {
+	var lt *Libtorch
+	var err error
 	if p := os.Getenv("LIBTORCH"); p != "" {
-		return libtorchFolder(p)
+		lt, err = libtorchFolder(p)
+	} else {
+		lt, err = debianLibtorch()
 	}
-	return debianLibtorch()
+	if err == nil && lt.CUDA {
+		lt.CUDAIncludes = cudaIncludes(lt.Root, cudaHomes())
+	}
+	return lt, err
+}
+
+// cudaHomes are the CUDA toolkit folders to look in after the NVIDIA
+// wheels beside a pip torch.
+func cudaHomes() []string {
+	var homes []string
+	for _, env := range []string{"CUDA_HOME", "CUDA_PATH"} {
+		if v := os.Getenv(env); v != "" {
+			homes = append(homes, v)
+		}
+	}
+	return append(homes, "/usr/local/cuda")
+}
+
+var (
+	torchCUDARe = regexp.MustCompile(`(?m)^cuda\s*(?::[^=\n]*)?=\s*['"](\d+)\.`)
+	cudaVerRe   = regexp.MustCompile(`(?m)^#define\s+CUDA_VERSION\s+(\d+)`)
+)
+
+// cudaIncludes finds the CUDA runtime headers (cuda_runtime_api.h, with
+// cuda.h beside it) for a libtorch with CUDA. A pip torch's own NVIDIA
+// wheels come first, since they match the CUDA it was built with: they lie
+// in site-packages/nvidia/*/include next to the torch folder
+// (nvidia/cuda_runtime/include up to CUDA 12, nvidia/cu13/include from
+// CUDA 13 on). Then each of homes/include. Of several, one whose CUDA major
+// version matches torch's (version.py) is preferred; the other NVIDIA
+// include folders follow the chosen one, for headers it lacks.
+func cudaIncludes(root string, homes []string) []string {
+	var found, others []string
+	wheels, _ := filepath.Glob(filepath.Join(filepath.Dir(root), "nvidia", "*", "include"))
+	sort.Strings(wheels)
+	for _, d := range wheels {
+		if exists(filepath.Join(d, "cuda_runtime_api.h")) {
+			found = append(found, d)
+		} else {
+			others = append(others, d)
+		}
+	}
+	for _, h := range homes {
+		if d := filepath.Join(h, "include"); exists(filepath.Join(d, "cuda_runtime_api.h")) {
+			found = append(found, d)
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	best := found[0]
+	if b, err := os.ReadFile(filepath.Join(root, "version.py")); err == nil {
+		if m := torchCUDARe.FindSubmatch(b); m != nil {
+			for _, d := range found {
+				if cudaMajor(d) == string(m[1]) {
+					best = d
+					break
+				}
+			}
+		}
+	}
+	out := []string{best}
+	// From CUDA 13 the CCCL headers (nv/target, cuda/std) sit in include/cccl.
+	if cccl := filepath.Join(best, "cccl"); exists(cccl) {
+		out = append(out, cccl)
+	}
+	return append(out, others...)
+}
+
+// cudaMajor reads the CUDA major version from the cuda.h in dir ("" if unknown).
+func cudaMajor(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "cuda.h"))
+	if err != nil {
+		return ""
+	}
+	m := cudaVerRe.FindSubmatch(b)
+	if m == nil {
+		return ""
+	}
+	v, _ := strconv.Atoi(string(m[1]))
+	return strconv.Itoa(v / 1000)
 }
 
 // libtorchFolder accepts the official zip layout or a pip torch package
