@@ -533,3 +533,14 @@ func TestNewSetup(t *testing.T) {
 		t.Errorf("bad device: %v", err)
 	}
 }
+
+// cuDNN determinism (patch 0009) can be switched on and off, and says so.
+func TestCuDNNDeterministicSwitch(t *testing.T) {
+	defer ts.SetCuDNNDeterministic(false)
+	if !ts.SetCuDNNDeterministic(true) {
+		t.Error("on: reported off")
+	}
+	if ts.SetCuDNNDeterministic(false) {
+		t.Error("off: reported on")
+	}
+}

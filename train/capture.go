@@ -38,6 +38,24 @@ type Grapher interface {
 	Capture(share Graph, fn func() error) (Graph, error)
 }
 
+// RerunGrapher stands in for CUDA graphs where there are none (the CPU):
+// a "graph" reruns its function at each replay. For a step written the way
+// capture needs (results copied into tensors that outlive it, levels and
+// rates read from device tensors) that is what a replay does, so the
+// captured path can be tested on the CPU; it counts its captures.
+type RerunGrapher struct{ Captures int }
+
+type rerunGraph struct{ fn func() error }
+
+// Capture stores fn; it runs at each Replay.
+func (g *RerunGrapher) Capture(_ Graph, fn func() error) (Graph, error) {
+	g.Captures++
+	return rerunGraph{fn}, nil
+}
+
+func (r rerunGraph) Replay() error { return r.fn() }
+func (rerunGraph) Close()          {}
+
 // captureWarmup is how many eager steps run before the capture: real
 // training steps that also give cuDNN and the caching allocator their
 // first calls and initialise data-dependent layers.

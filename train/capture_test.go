@@ -12,22 +12,6 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// emuGrapher stands in for CUDA graphs on the CPU: a "graph" reruns its
-// function at each replay. For a step written the way capture needs
-// (results copied into tensors that outlive it, levels and rates read from
-// device tensors) that is what a replay does, so the trainer's captured
-// path is tested here; the real capture is tested on a GPU.
-type emuGrapher struct{ captures int }
-
-type emuGraph struct{ fn func() error }
-
-func (g *emuGrapher) Capture(_ Graph, fn func() error) (Graph, error) {
-	g.captures++
-	return emuGraph{fn}, nil
-}
-func (e emuGraph) Replay() error { return e.fn() }
-func (emuGraph) Close()          {}
-
 // capFlow declares the 2-D flow capturable.
 type capFlow struct{ flowModel }
 
@@ -73,7 +57,7 @@ func TestCapturedStepsTrainAsEagerOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	g := &emuGrapher{}
+	g := &RerunGrapher{}
 	capt := capturableTrainer(t, c, data)
 	capt.Graphs = g
 	var captLoss []float64
@@ -87,8 +71,8 @@ func TestCapturedStepsTrainAsEagerOnes(t *testing.T) {
 	if err := capt.Run(); err != nil {
 		t.Fatal(err)
 	}
-	if g.captures != 3 {
-		t.Errorf("%d captures, want 3 (mollified loss, update, clean loss)", g.captures)
+	if g.Captures != 3 {
+		t.Errorf("%d captures, want 3 (mollified loss, update, clean loss)", g.Captures)
 	}
 	if !strings.Contains(capt.Log.(*bytes.Buffer).String(), "captured as CUDA graphs after 3 eager warm-up steps") {
 		t.Errorf("log lacks the capture line:\n%s", capt.Log)
@@ -119,7 +103,7 @@ func TestCapturedStepSkipsAndFallsBack(t *testing.T) {
 	defer data.MustDrop()
 	c := testConfig(12)
 	tr := capturableTrainer(t, c, data)
-	tr.Graphs = &emuGrapher{}
+	tr.Graphs = &RerunGrapher{}
 	tr.Data = oddBatches{nanAt{slices{data, 64}, 6}, 8}
 	var skipped []int
 	tr.Hooks = append(tr.Hooks, Hook{Name: "look", Every: 1, Fn: func(_ *Trainer, s *StepStats) error {

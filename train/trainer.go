@@ -238,8 +238,19 @@ func (t *Trainer) eagerStep(x *ts.Tensor, st StepStats, start time.Time) (_ Step
 		return skip()
 	}
 	loss.Total.MustBackward()
+	// A capturable optimizer clips as the captured step does (the norm as
+	// a device tensor, the factor inside the update), so eager and captured
+	// steps of a run compute the same numbers.
+	var norm *ts.Tensor
 	if clip := t.Options.GradClip; clip > 0 {
-		if st.GradNorm, err = t.Optim.ClipGradNorm(clip); err != nil {
+		if t.Optim.Capturable() {
+			if norm, err = t.Optim.GradNorm(); err == nil {
+				st.GradNorm, err = norm.Float64()
+			}
+		} else {
+			st.GradNorm, err = t.Optim.ClipGradNorm(clip)
+		}
+		if err != nil {
 			return st, err
 		}
 		if !finite(st.GradNorm) {
@@ -253,7 +264,12 @@ func (t *Trainer) eagerStep(x *ts.Tensor, st StepStats, start time.Time) (_ Step
 		sort.Strings(t.termNames)
 	}
 	t.Optim.SetLR(st.LR)
-	if err := t.Optim.Step(); err != nil {
+	if norm != nil {
+		err = t.Optim.StepClipped(norm, t.Options.GradClip)
+	} else {
+		err = t.Optim.Step()
+	}
+	if err != nil {
 		return st, err
 	}
 	if err := t.zeroGrads(); err != nil {
