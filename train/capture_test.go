@@ -9,6 +9,7 @@ import (
 	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -183,3 +184,44 @@ type fakeBlur struct{ mollification.None }
 
 func (fakeBlur) Steps() int                { return 10 }
 func (fakeBlur) At(int) mollification.Info { return mollification.Info{Kind: mollification.KindBlur} }
+
+// A captured run killed between checkpoints and resumed ends with the
+// parameters of an uninterrupted captured run: graphs are not saved, the
+// resumed run captures again after its own eager warm-up, and the
+// optimizer's device step count and the generators travel through the
+// checkpoint.
+func TestCapturedRunResumes(t *testing.T) {
+	data := toyData()
+	defer data.MustDrop()
+	c := testConfig(30)
+	c.Optim.GradClip = 5
+	c.Output.CheckpointEvery = 10
+	run := func(dir string, stop int, resume bool) *Trainer {
+		tr := capturableTrainer(t, c, data)
+		tr.Dir, tr.Graphs = dir, &RerunGrapher{}
+		tr.Hooks = append(tr.Hooks, CheckpointHook(10))
+		if resume {
+			if err := tr.Resume(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tr.RunUntil(stop); err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	straight := run(t.TempDir(), 30, false)
+	dir := t.TempDir()
+	run(dir, 17, false)
+	nn.Randn([]int64{100}, gotch.CPU).MustDrop() // a new process has another generator state
+	resumed := run(dir, 30, true)
+	if s := resumed.Optim.Steps(); s != 30 {
+		t.Errorf("resumed optimizer at step %d, want 30", s)
+	}
+	want, got := paramBytes(t, straight.Store), paramBytes(t, resumed.Store)
+	for n, w := range want {
+		if !bytes.Equal(got[n], w) {
+			t.Errorf("parameter %s differs after a captured run resumed", n)
+		}
+	}
+}
