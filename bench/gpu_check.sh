@@ -2,11 +2,15 @@
 # The GPU check: the one script run on the device machine (docs/gpu.md),
 # which has PyTorch with CUDA but no Go. `make gpu-payload` prepares .dev/
 # here; carry .dev and build/csrc there. Stages, each under its own
-# `timeout`, together inside the 10-minute limit of one device command:
+# `timeout` and all under TOTAL_TIMEOUT, inside the 10-minute limit of one
+# device command:
 #   1  unpack the binaries, build libtch.so against the local PyTorch
 #   2  every package's test binary (the Makefile's GPU_TEST_PKGS), in its
 #      package folder, with CUDA; one summary line per package
 #   3  the 2D RealNVP benchmark, Go against PyTorch, CUDA and CPU
+#   4  graphs: Glow, VAE and RealNVP at the paper's CIFAR-10 sizes, Go eager,
+#      Go with the trainer's captured step, PyTorch eager and PyTorch with a
+#      whole-step CUDA graph, 3 rounds; one table and the issue 13 criteria
 # Later checks are added here as stages, not as a second script.
 #
 #   bench/gpu_check.sh              all stages (on the GPU machine)
@@ -15,22 +19,28 @@
 #                                   2 also runs on a CPU (CUDA tests skip)
 #
 # Logs go to build/gpu_check/ and, when $OUT is set (the device tool), the
-# summary, the whole output, the test logs and the stub list are copied
-# there after each stage.
+# summary, the whole output, the test logs, the stub list and stage 4's
+# runs are copied there after each stage. GPU_CHECK_BIN names a folder of
+# already unpacked binaries (a CPU dry run, docs/gpu.md).
 set -u
 cd "$(dirname "$0")/.."  # repository root
 ROOT=$PWD
-ARCHIVE=$ROOT/.dev/bin.tar.xz   # tchsetup, realnvp2d, tests.txt, tests/*.test
-BIN=$ROOT/build/gpu             # unpacked here
+ARCHIVE=$ROOT/.dev/bin.tar.xz   # tchsetup, the bench programs, tests.txt, tests/*.test
+BIN=${GPU_CHECK_BIN:-$ROOT/build/gpu}  # unpacked here
 WORK=$ROOT/build/gpu_check      # logs
 PYTHON=${PYTHON:-python3}
-# Seconds per stage; their sum, plus a few seconds of copying logs, stays
-# under 600 (the device command's limit).
+# Seconds per stage, each cut to what is left of TOTAL_TIMEOUT, which
+# with a few seconds of copying logs stays under 600 (the device
+# command's limit). Stage 4 gets its 300 s unless the earlier stages
+# run long: 170 s if all three run to their timeouts (libtch builds in
+# about 60 s). A stage with under 20 s left does not start.
+TOTAL_TIMEOUT=${TOTAL_TIMEOUT:-590}
 STAGE1_TIMEOUT=${STAGE1_TIMEOUT:-150}
-STAGE2_TIMEOUT=${STAGE2_TIMEOUT:-270}
-STAGE3_TIMEOUT=${STAGE3_TIMEOUT:-150}
+STAGE2_TIMEOUT=${STAGE2_TIMEOUT:-210}
+STAGE3_TIMEOUT=${STAGE3_TIMEOUT:-50}
+STAGE4_TIMEOUT=${STAGE4_TIMEOUT:-300}
 # Per package in stage 2; packages run PKG_JOBS at a time.
-PKG_TIMEOUT=${PKG_TIMEOUT:-240}
+PKG_TIMEOUT=${PKG_TIMEOUT:-180}
 PKG_JOBS=${PKG_JOBS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
 mkdir -p "$WORK"
 
@@ -41,6 +51,7 @@ export MOLLIFY_MNIST_DIR=$ROOT/.dev/mnist
 
 # unpack extracts the archive into build/gpu unless it is already there.
 unpack() {
+  [ -n "${GPU_CHECK_BIN:-}" ] && return 0
   if [ -f "$BIN/.unpacked" ] && [ ! "$ARCHIVE" -nt "$BIN/.unpacked" ]; then return 0; fi
   [ -f "$ARCHIVE" ] || { echo "no $ARCHIVE: run \`make gpu-payload\` and carry .dev"; return 1; }
   rm -rf "$BIN" && mkdir -p "$BIN"
@@ -138,26 +149,74 @@ summarize() {
   ! grep -q '^FAIL' "$WORK/summary.txt"
 }
 
+# One round of each since stage 4 came (two rounds of 3000 steps before).
 stage3() {
   unpack || return 1
-  local rc=0 i
+  local rc=0
   echo "== bench cuda"
-  for i in 1 2; do
-    "$BIN/realnvp2d" -device cuda -steps 3000 -threads 1 || rc=1
-    $PYTHON bench/realnvp2d.py --device cuda --steps 3000 --threads 1 || rc=1
-    $PYTHON bench/realnvp2d.py --device cuda --steps 3000 --threads 1 --foreach || rc=1
-  done
+  "$BIN/realnvp2d" -device cuda -steps 1000 -threads 1 || rc=1
+  $PYTHON bench/realnvp2d.py --device cuda --steps 1000 --threads 1 || rc=1
+  $PYTHON bench/realnvp2d.py --device cuda --steps 1000 --threads 1 --foreach || rc=1
   echo "== bench cpu (1 thread)"
   export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-  "$BIN/realnvp2d" -device cpu -steps 2000 -threads 1 || rc=1
-  $PYTHON bench/realnvp2d.py --device cpu --steps 2000 --threads 1 || rc=1
+  "$BIN/realnvp2d" -device cpu -steps 1000 -threads 1 || rc=1
+  $PYTHON bench/realnvp2d.py --device cpu --steps 1000 --threads 1 || rc=1
   return $rc
 }
 
-# copyout puts the logs in $OUT (at most 8 files come back; these are 4).
+# Stage 4's models, rounds and sizes (the paper's CIFAR-10 sizes; a CPU
+# dry run sets them small). Each round runs the four rows of each model
+# as separate processes, so most of the stage is their start-up: 20 timed
+# Glow steps are about 3 s eager on an H200 (6 steps/s), 1 s replayed.
+GRAPH_DEVICE=${GRAPH_DEVICE:-cuda}
+GRAPH_ROUNDS=${GRAPH_ROUNDS:-3}
+GRAPH_RUN_TIMEOUT=${GRAPH_RUN_TIMEOUT:-60}
+GRAPH_GLOW=${GRAPH_GLOW:--levels 3 -depth 20 -hidden 512 -batch 64 -steps 20 -warmup 5}
+GRAPH_VAE=${GRAPH_VAE:--width 1 -latent 256 -batch 128 -steps 60 -warmup 5}
+GRAPH_REALNVP=${GRAPH_REALNVP:--scales 2 -res-blocks 4 -hidden 32 -batch 64 -steps 30 -warmup 5}
+GRAPHS=$WORK/graphs.jsonl
+
+# stage4 runs, per model, bench/compare's rounds of Go eager, PyTorch
+# eager, Go -cuda-graph (the trainer's captured step, Gaussian-mollified
+# as in the first phase of a run) and PyTorch --cuda-graph; every run goes
+# to graphs.jsonl, then one table and the criteria. A failed run is a
+# FAILED row with its reason; the others go on.
+stage4() {
+  unpack || return 1
+  rm -f "$GRAPHS"
+  local rc=0 name bin key args
+  while read -r name bin key args; do
+    echo "== $name: $args (device $GRAPH_DEVICE, $GRAPH_ROUNDS rounds)"
+    "$BIN/compare" -name "$name" -go "$BIN/$bin" -py "bench/$bin.py" -python "$PYTHON" \
+      -rounds "$GRAPH_ROUNDS" -foreach=false -go-also=-cuda-graph -py-also=--cuda-graph \
+      -keep-going -run-timeout "${GRAPH_RUN_TIMEOUT}s" -append "$GRAPHS" -final-key "$key" \
+      -args "-device $GRAPH_DEVICE $args" > /dev/null || rc=1
+  done <<MODELS
+Glow glow final_nll $GRAPH_GLOW
+VAE vae32 final_loss $GRAPH_VAE
+RealNVP realnvp final_nll $GRAPH_REALNVP
+MODELS
+  graphs_summary || rc=1
+  return $rc
+}
+
+# graphs_summary prints the table of the runs in graphs.jsonl (those that
+# finished, when the stage was cut off) and the criteria of issue 13.
+graphs_summary() {
+  echo "== stage 4 summary"
+  [ -s "$GRAPHS" ] || { echo "no run of stage 4 finished" | tee -a "$WORK/summary.txt"; return 1; }
+  "$BIN/compare" -summarize "$GRAPHS" -final-label "loss, last steps (nats)" -min-rounds 3 \
+    -title "CUDA graphs at the paper's CIFAR-10 sizes: Glow (L=3, K=20, hidden 512, batch 64, Adamax), VAE (Table 4 width 1, latent 256, batch 128, Adam), RealNVP (2 scales, 4 res blocks of 32, batch 64, Adam); device $GRAPH_DEVICE; go-graph = train.Trainer with run.cuda_graph=on, Gaussian-mollified steps" \
+    -require "Glow: go-graph/pytorch >= 4" -require "Glow: go-graph/pytorch-graph >= 0.95" \
+    -require "VAE: go-graph/pytorch >= 2" | tee -a "$WORK/summary.txt"
+  return "${PIPESTATUS[0]}"
+}
+
+# copyout puts the logs in $OUT (at most 8 files come back; these are 5).
 copyout() {
   [ -n "${OUT:-}" ] || return 0
   cp "$WORK/summary.txt" "$OUT/" 2>/dev/null
+  cp "$GRAPHS" "$OUT/" 2>/dev/null
   cp build/stubs.txt "$OUT/stubs.txt" 2>/dev/null
   [ -d "$WORK/tests" ] && tar -C "$WORK" -czf "$OUT/test-logs.tar.gz" tests
   [ -f "$WORK/gpu_check.log" ] && cp "$WORK/gpu_check.log" "$OUT/"
@@ -166,29 +225,40 @@ copyout() {
 
 if [ "${1:-}" = "--stage" ]; then
   case "${2:-}" in
-    1) stage1 ;; 2) stage2 ;; 3) stage3 ;;
-    *) echo "usage: $0 [--stage 1|2|3]"; exit 2 ;;
+    1) stage1 ;; 2) stage2 ;; 3) stage3 ;; 4) stage4 ;;
+    *) echo "usage: $0 [--stage 1|2|3|4]"; exit 2 ;;
   esac
   exit
 fi
 
-stages=("$@"); [ $# -eq 0 ] && stages=(1 2 3)
+stages=("$@"); [ $# -eq 0 ] && stages=(1 2 3 4)
 for s in "${stages[@]}"; do
-  case $s in 1|2|3) ;; *) echo "usage: $0 [--stage N | N...], N in 1 2 3"; exit 2 ;; esac
+  case $s in 1|2|3|4) ;; *) echo "usage: $0 [--stage N | N...], N in 1 2 3 4"; exit 2 ;; esac
 done
 exec > >(tee "$WORK/gpu_check.log") 2>&1
 TEE=$!
 : > "$WORK/summary.txt"; rm -rf "$WORK/tests"
 failed=0
-declare -A timeouts=([1]=$STAGE1_TIMEOUT [2]=$STAGE2_TIMEOUT [3]=$STAGE3_TIMEOUT)
+declare -A timeouts=([1]=$STAGE1_TIMEOUT [2]=$STAGE2_TIMEOUT [3]=$STAGE3_TIMEOUT [4]=$STAGE4_TIMEOUT)
 results=()
+start=$SECONDS
 for s in "${stages[@]}"; do
-  echo "== stage $s (timeout ${timeouts[$s]}s)"
+  # The stage's timeout, cut to what is left of the whole (less the 10 s
+  # that timeout -k may add).
+  left=$((TOTAL_TIMEOUT - (SECONDS - start) - 10))
+  limit=${timeouts[$s]}; [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -lt 20 ]; then
+    echo "== stage $s: not started, ${left}s left of ${TOTAL_TIMEOUT}s"
+    results+=("stage $s: not started (${left}s left of ${TOTAL_TIMEOUT}s)"); failed=1
+    continue
+  fi
+  echo "== stage $s (timeout ${limit}s)"
   t0=$SECONDS
-  timeout -k 10 "${timeouts[$s]}" bash "$ROOT/bench/gpu_check.sh" --stage "$s"
+  timeout -k 10 "$limit" bash "$ROOT/bench/gpu_check.sh" --stage "$s"
   rc=$?
   cut=""; if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then cut=" (timed out)"; fi
   [ $s = 2 ] && [ -n "$cut" ] && summarize  # cut off: list what finished
+  [ $s = 4 ] && [ -n "$cut" ] && graphs_summary
   results+=("stage $s: exit $rc in $((SECONDS - t0))s$cut")
   [ $rc -eq 0 ] || failed=1
   copyout

@@ -1,9 +1,12 @@
 // Package steploop times a training step the same way in every Go benchmark
 // under bench/: untimed warm-up steps, an optional CPU profile of the timed
-// ones, wall and CPU time, and the mean loss of the last steps. It also sets
-// up the runtime (device, threads, seed) the same way for each program,
-// builds the fixed dequantized image set the image benchmarks cycle through
-// and times one Gaussian mollification per batch.
+// ones, wall and CPU time, the mean loss of the last steps and, on CUDA,
+// the caching allocator's peaks. It also sets up the runtime (device,
+// threads, seed) the same way for each program, builds the fixed
+// dequantized image set the image benchmarks cycle through and times one
+// Gaussian mollification per batch. RunCaptured times the trainer's own
+// captured step (train.Trainer with run.cuda_graph=on) on the same images,
+// through Model and PreModel, which adapt a model built from flows or vaes.
 package steploop
 
 import (
@@ -18,6 +21,7 @@ import (
 	"github.com/mollify/mollify/bench/internal/procstat"
 	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/train"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -70,14 +74,21 @@ func Run(warmup, steps, tail int, cpuProfile string, step func(i int) (float64, 
 		losses = append(losses, v)
 	}
 	r.Seconds, r.CPUSeconds = time.Since(start).Seconds(), procstat.CPUSeconds()-cpu0
+	r.FinalLoss, err = meanTail(losses, tail, warmup+steps)
+	return r, err
+}
+
+// meanTail is the mean of the last tail losses of a run of steps steps,
+// an error when it is not finite.
+func meanTail(losses []float64, tail, steps int) (mean float64, err error) {
 	last := losses[max(0, len(losses)-tail):]
 	for _, v := range last {
-		r.FinalLoss += v / float64(len(last))
+		mean += v / float64(len(last))
 	}
-	if math.IsNaN(r.FinalLoss) || math.IsInf(r.FinalLoss, 0) {
-		return r, fmt.Errorf("the loss is %v after %d steps", r.FinalLoss, warmup+steps)
+	if math.IsNaN(mean) || math.IsInf(mean, 0) {
+		return mean, fmt.Errorf("the loss is %v after %d steps", mean, steps)
 	}
-	return r, nil
+	return mean, nil
 }
 
 // ImageSet is a fixed set of 1024 dequantized 8-bit images
@@ -140,6 +151,8 @@ func MollifyMicros(calls int, batch func(i int) *ts.Tensor) (float64, error) {
 // over the store, a fixed ImageSet of Batch×Channels×Size² images
 // (k+u)/Scale − Shift cycled in order, Warmup untimed steps then Steps
 // timed ones, and the cost of mollifying one batch (MollifyCalls calls).
+// Mollify is for RunCaptured: Gaussian-mollify every step inside the
+// captured graph.
 type ImageBench struct {
 	Warmup, Steps, Tail   int
 	CPUProfile            string
@@ -147,13 +160,15 @@ type ImageBench struct {
 	Scale, Shift          float64
 	Optim                 nn.OptimConfig
 	MollifyCalls          int
+	Mollify               bool
 }
 
 // Run trains with loss (a scalar to minimise for a batch, in the step's
 // scope) and returns the shared JSON fields of the Go benchmarks:
 // steps, seconds, steps_per_s, cpu_ms_per_step, peak_rss_mb, threads,
-// torch, params, live_tensors, mollify_us, mollify_share_of_step; and
-// the mean loss of the last Tail steps.
+// torch, params, live_tensors, mollify_us, mollify_share_of_step, on
+// CUDA peak_alloc_mb and peak_reserved_mb; and the mean loss of the last
+// Tail steps.
 func (b ImageBench) Run(store *nn.Store, dev gotch.Device, loss func(x *ts.Tensor) (*ts.Tensor, error)) (fields map[string]any, final float64, err error) {
 	opt, err := nn.NewOptimizer(store, b.Optim)
 	if err != nil {
@@ -179,7 +194,13 @@ func (b ImageBench) Run(store *nn.Store, dev gotch.Device, loss func(x *ts.Tenso
 		if err := opt.ZeroGrad(); err != nil {
 			return 0, err
 		}
-		return l.Float64()
+		v, err := l.Float64()
+		if err == nil && (i == b.Warmup-1 || i == b.Warmup+b.Steps-1) {
+			// The clock starts after the warm-up's queued work and stops
+			// after the last update's, as the PyTorch twins time.
+			err = syncDevice(dev)
+		}
+		return v, err
 	}
 	res, err := Run(b.Warmup, b.Steps, b.Tail, b.CPUProfile, step)
 	if err != nil {
@@ -191,12 +212,14 @@ func (b ImageBench) Run(store *nn.Store, dev gotch.Device, loss func(x *ts.Tenso
 		return nil, 0, err
 	}
 	el, steps := res.Seconds, float64(b.Steps)
-	return map[string]any{
+	fields = map[string]any{
 		"steps": b.Steps, "seconds": el, "steps_per_s": steps / el,
 		"cpu_ms_per_step": 1e3 * res.CPUSeconds / steps, "peak_rss_mb": procstat.PeakRSSMB(),
 		"threads": nn.Threads(), "torch": nn.TorchVersion(), "params": store.NumParams(), "live_tensors": ts.LiveTensors(),
 		"mollify_us": mollUS, "mollify_share_of_step": mollUS / (el / steps * 1e6),
-	}, res.FinalLoss, nil
+	}
+	addGPUMemory(fields, dev)
+	return fields, res.FinalLoss, nil
 }
 
 // Flags are the flags of the Go image step benchmarks, named as in their
@@ -207,6 +230,9 @@ type Flags struct {
 	Seed                   uint64
 	Device, CPUProfile     string
 	ForeachOptim           bool
+	// CUDAGraph trains through train.Trainer with run.cuda_graph=on
+	// (RunCaptured); Mollify Gaussian-mollifies its steps.
+	CUDAGraph, Mollify bool
 }
 
 // Register adds the flags to fs with a benchmark's default steps and
@@ -222,21 +248,48 @@ func (f *Flags) Register(fs *flag.FlagSet, steps int, batch int64, optim string)
 	fs.StringVar(&f.Device, "device", "cpu", "device")
 	fs.StringVar(&f.CPUProfile, "cpuprofile", "", "write a CPU profile of the timed steps to this file (go tool pprof)")
 	fs.BoolVar(&f.ForeachOptim, "foreach-optim", false, "run "+optim+" as _foreach kernels instead of the fused one-pass kernel (ablation)")
+	fs.BoolVar(&f.CUDAGraph, "cuda-graph", false, "train through the trainer with run.cuda_graph=on and a capturable "+optim+", timing the replayed steps (-warmup at least 4: 3 eager steps and the capture)")
+	fs.BoolVar(&f.Mollify, "mollify", true, "with -cuda-graph: Gaussian-mollify every step inside the captured graph, as in the first phase of a run (false: no mollification)")
 }
 
 // Bench is the ImageBench of these flags: images (k+u)/scale − shift.
 func (f Flags) Bench(scale, shift float64, optim nn.OptimConfig, tail, mollifyCalls int) ImageBench {
 	return ImageBench{Warmup: f.Warmup, Steps: f.Steps, Tail: tail, CPUProfile: f.CPUProfile,
-		Batch: f.Batch, Channels: f.Channels, Size: f.Size, Scale: scale, Shift: shift, Optim: optim, MollifyCalls: mollifyCalls}
+		Batch: f.Batch, Channels: f.Channels, Size: f.Size, Scale: scale, Shift: shift, Optim: optim, MollifyCalls: mollifyCalls,
+		Mollify: f.Mollify}
+}
+
+// Train runs b: eagerly with loss, or with -cuda-graph through the trainer
+// with model (b.RunCaptured). It returns the JSON fields, impl (base, with
+// "-graph" under -cuda-graph) included, and the mean loss of the last
+// steps.
+func (f Flags) Train(b ImageBench, store *nn.Store, dev gotch.Device, impl string, loss func(x *ts.Tensor) (*ts.Tensor, error), model train.Model) (fields map[string]any, final float64, err error) {
+	if f.CUDAGraph {
+		fields, final, err = b.RunCaptured(store, dev, model)
+		impl += "-graph"
+	} else {
+		fields, final, err = b.Run(store, dev, loss)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	fields["impl"] = impl
+	return fields, final, nil
 }
 
 // Open checks -steps and -warmup (at least minWarmup untimed steps: Glow's
 // first step initialises ActNorm), applies -foreach-optim and sets up the
 // device, threads, seed and an empty store.
 func (f Flags) Open(minWarmup int) (*nn.Store, gotch.Device, error) {
+	if f.CUDAGraph {
+		minWarmup = max(minWarmup, GraphWarmup)
+	}
 	if f.Steps < 1 || f.Warmup < minWarmup {
 		why := ""
-		if minWarmup > 0 {
+		switch {
+		case f.CUDAGraph:
+			why = " (-cuda-graph: the trainer's 3 eager steps and the step that captures)"
+		case minWarmup > 0:
 			why = " (the first warm-up step initialises data-dependent layers such as ActNorm)"
 		}
 		return nil, gotch.CPU, fmt.Errorf("-steps must be positive and -warmup at least %d%s, got %d and %d", minWarmup, why, f.Steps, f.Warmup)
