@@ -19,7 +19,22 @@ type NVAE struct {
 	KLConstPortion    float64 `mapstructure:"kl_const_portion" yaml:"kl_const_portion"`
 	KLConstCoeff      float64 `mapstructure:"kl_const_coeff" yaml:"kl_const_coeff"`
 	WeightDecayNorm   float64 `mapstructure:"weight_decay_norm" yaml:"weight_decay_norm"` // spectral regularisation λ
+	// MollifiedLikelihood scores mollified batches (Gaussian mollification
+	// leaves the 256-level grid and [0, 1]): NVAELikelihoodDiscretized,
+	// NVAE's discretized mixture of logistics applied to the values as they
+	// are, those outside [0, 1] taking its half-infinite edge formulas at
+	// their own value, never clamped (what the authors effectively ran); or
+	// NVAELikelihoodContinuous, the density of the same logistic mixture, a
+	// proper density on all of R^C. Clean batches and evaluation always use
+	// the discretized one. Package nvae's doc explains both.
+	MollifiedLikelihood string `mapstructure:"mollified_likelihood" yaml:"mollified_likelihood"`
 }
+
+// Values of model.nvae.mollified_likelihood.
+const (
+	NVAELikelihoodDiscretized = "discretized"
+	NVAELikelihoodContinuous  = "continuous"
+)
 
 // DefaultNVAE is NVAE's CIFAR-10 model.
 func DefaultNVAE() NVAE {
@@ -28,6 +43,7 @@ func DefaultNVAE() NVAE {
 		PreprocessBlocks: 1, PreprocessCells: 2, PostprocessBlocks: 1, PostprocessCells: 2,
 		Flows: 1, Mixtures: 10, UseSE: true,
 		KLAnnealPortion: 0.3, KLConstPortion: 1e-4, KLConstCoeff: 1e-4, WeightDecayNorm: 1e-2,
+		MollifiedLikelihood: NVAELikelihoodDiscretized,
 	}
 }
 
@@ -58,4 +74,5 @@ func (n NVAE) check(k *checker) {
 	}
 	k.positiveFloat("model.nvae.kl_const_coeff", n.KLConstCoeff)
 	k.nonNegativeFloat("model.nvae.weight_decay_norm", n.WeightDecayNorm)
+	k.oneOf("model.nvae.mollified_likelihood", n.MollifiedLikelihood, NVAELikelihoodDiscretized, NVAELikelihoodContinuous)
 }
