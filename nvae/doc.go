@@ -134,4 +134,41 @@
 // the reconstruction term jumps by about D·log 255 nats per example
 // (17,023 for CIFAR-10) with no change in the model: compare curves within
 // a phase, or in bits/dim with each likelihood's convention.
+//
+// Cells (cells.go, ops.go) are NVAE's, in its default res_mbconv
+// architecture: every cell returns skip(x) + 0.1·f(x). Pre-process and
+// encoder cells run BN–swish–conv3×3 twice; decoder cells are inverted
+// residuals (BN, 1×1 conv to 6C, BN, swish, depthwise 5×5, BN, swish, 1×1
+// conv, BN), post-process cells the same with 3C; squeeze-and-excitation
+// (hidden max(C/16,4)) ends every branch when model.nvae.use_se is set.
+// Down cells halve H and W and double C (skip: FactorizedReduce); up cells
+// upsample by 2 and halve C. Convolutions are weight-normalised as NVAE's
+// Conv2D, w = exp(log g)·v/(‖v‖+1e-5) per output channel, except those of
+// the inverted residuals (followed by batch norm, as in NVAE); there is no
+// data-dependent init (NVAE uses it only in ELU convs these cells lack).
+// Batch norms use momentum 0.05 and ε 1e-5. Parameter names are NVAE's
+// state-dict names. Conv.Weight, the normalised weight, is what the
+// spectral regulariser bounds; Cell.Convs and Cell.BatchNorms list them.
+//
+// Objective (kl.go, spectral.go, normal.go). KLWarmup is NVAE's kl_coeff:
+// max(min((step − kl_const_portion·T)/(kl_anneal_portion·T), 1),
+// kl_const_coeff), 0-based steps; CoeffTensor computes it on the device.
+// While it is below 1, BalanceKL reweights each group's KL by its
+// batch-mean |KL| (+0.01) over α (KLBalanceAlphas, NVAE's 'square'
+// weights), normalised to mean 1 and without gradient, so no group
+// collapses during warm-up. SpectralReg adds λ·(Σ σ_max of every conv
+// weight, viewed as (out, in·k·k), + Σ max|γ| of every batch norm), λ =
+// weight_decay_norm; σ_max = uᵀWv with u and v refined by power iteration
+// without gradient (40 iterations at construction, 4 per step), buffers
+// per weight shape saved with the weights, so a resumed run continues
+// exactly and a captured step has no first-call branch. Normal is NVAE's:
+// μ and log σ soft-clamped by 5·tanh(x/5), σ = exp(log σ)+0.01, times the
+// temperature; the residual posterior adds the prior's raw parameters to
+// the encoder's before the clamp. KLs are analytic and elementwise, in
+// nats.
+//
+// Not built yet: the tower that assembles these (stem, encoder and
+// decoder groups with their combiners, samplers, IAF cells, output head),
+// its models adapter and configs/nvae_mnist.yaml; model.name=nvae is still
+// "not implemented" (issue 14).
 package nvae
