@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/sugarme/gotch/ts"
@@ -182,7 +183,7 @@ func (o *Optimizer) LoadState(state map[string]*ts.Tensor, step int64) (err erro
 			if !ok {
 				return fmt.Errorf("nn: optimizer state %q missing from the checkpoint (was it written by another optimizer?)", pair.key)
 			}
-			if x, y := pair.dst.MustSize(), src.MustSize(); !equalShape(x, y) {
+			if x, y := pair.dst.MustSize(), src.MustSize(); !slices.Equal(x, y) {
 				return fmt.Errorf("nn: optimizer state %q has shape %v, want %v", pair.key, y, x)
 			}
 			pair.dst.Copy_(src.MustTo(pair.dst.MustDevice(), false))

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -161,7 +162,7 @@ func (s *Store) Load(values map[string]*ts.Tensor) (err error) {
 			missing = append(missing, n)
 			continue
 		}
-		if a, b := s.tensors[n].MustSize(), v.MustSize(); !equalShape(a, b) {
+		if a, b := s.tensors[n].MustSize(), v.MustSize(); !slices.Equal(a, b) {
 			reshaped = append(reshaped, n)
 			if shapeErr == nil {
 				shapeErr = fmt.Errorf("nn: %q has shape %v in the model but %v in the weights", n, a, b)
@@ -217,18 +218,6 @@ func list(xs []string) string {
 		return strings.Join(xs[:6], ", ") + fmt.Sprintf(" and %d more", len(xs)-6)
 	}
 	return strings.Join(xs, ", ")
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Close frees every tensor of the store.

@@ -3,6 +3,7 @@ package nvae
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
@@ -199,7 +200,7 @@ func (d *MixLogistic) data(x *ts.Tensor) (y *ts.Tensor, err error) {
 	}
 	defer nn.Recover(&err)
 	s := x.MustSize()
-	if !equalShape(s, d.shape) {
+	if !slices.Equal(s, d.shape) {
 		return nil, fmt.Errorf("nvae: data has shape %v, but the logistic mixture was built for (B, C, H, W) = %v", s, d.shape)
 	}
 	if !isFloat(x.DType()) {
@@ -209,18 +210,6 @@ func (d *MixLogistic) data(x *ts.Tensor) (y *ts.Tensor, err error) {
 		return nil, fmt.Errorf("nvae: data is on %v but the logistic mixture's parameters on %v", xd, pd)
 	}
 	return x.MustTotype(d.logits.DType(), false).MustMulScalar(ts.FloatScalar(2), false).MustSubScalar(ts.FloatScalar(1), false), nil
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // condMeans returns y as (B, C, 1, H, W) and each component's mean of each

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	"slices"
 	"testing"
 
 	"github.com/mollify/mollify/config"
@@ -536,7 +537,7 @@ func TestMixLogisticSampling(t *testing.T) {
 			d := mlDist(t, param, C, M)
 			for _, temp := range []float64{1, 0.5, 1e-7, 0} {
 				s := mlMust(t)(d.Sample(temp))
-				if got, want := s.MustSize(), []int64{3, int64(C), 4, 5}; !equalShape(got, want) {
+				if got, want := s.MustSize(), []int64{3, int64(C), 4, 5}; !slices.Equal(got, want) {
 					t.Fatalf("t=%g: sample shape %v, want %v", temp, got, want)
 				}
 				for _, v := range mlValues(s) {

@@ -3,6 +3,7 @@ package nvae
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch/ts"
@@ -74,23 +75,11 @@ func checkNormalArgs(what string, temp float64, xs ...*ts.Tensor) error {
 	}
 	shape := xs[0].MustSize()
 	for i, t := range xs[1:] {
-		if s := t.MustSize(); !objSameShape(s, shape) {
+		if s := t.MustSize(); !slices.Equal(s, shape) {
 			return fmt.Errorf("nvae: %s: parameter %d has shape %v, parameter 0 has %v; all must match", what, i+1, s, shape)
 		}
 	}
 	return nil
-}
-
-func objSameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Sample draws z = μ + σ·ε with ε ~ N(0, I) from libtorch's generator and

@@ -3,6 +3,7 @@ package nvae
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
@@ -197,7 +198,7 @@ func (r *SpectralReg) checkWeights(weights []*ts.Tensor) error {
 		if w == nil {
 			return fmt.Errorf("nvae: conv weight %d is nil", i)
 		}
-		if a, b := w.MustSize(), r.shapes[i]; !objSameShape(a, b) {
+		if a, b := w.MustSize(), r.shapes[i]; !slices.Equal(a, b) {
 			return fmt.Errorf("nvae: conv weight %d has shape %v, was built for %v", i, a, b)
 		}
 	}

@@ -2,6 +2,7 @@ package train
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/mollify/mollify/config"
@@ -304,7 +305,7 @@ func (t *Trainer) capturedStep(x *ts.Tensor, st *StepStats, start time.Time) (ok
 	defer nn.Recover(&err)
 	step := st.Step
 	c := t.captured
-	if c != nil && !sameShape(x.MustSize(), c.shape) {
+	if c != nil && !slices.Equal(x.MustSize(), c.shape) {
 		return false, nil
 	}
 	if c == nil {
@@ -362,16 +363,4 @@ func detachAll(xs []*ts.Tensor) []*ts.Tensor {
 		out[i] = x.MustDetach(false)
 	}
 	return out
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -105,7 +105,7 @@ func TestCapturedStepSkipsAndFallsBack(t *testing.T) {
 	c := testConfig(12)
 	tr := capturableTrainer(t, c, data)
 	tr.Graphs = &RerunGrapher{}
-	tr.Data = oddBatches{nanAt{slices{data, 64}, 6}, 8}
+	tr.Data = oddBatches{nanAt{rowBatches{data, 64}, 6}, 8}
 	var skipped []int
 	tr.Hooks = append(tr.Hooks, Hook{Name: "look", Every: 1, Fn: func(_ *Trainer, s *StepStats) error {
 		if s.Skipped {

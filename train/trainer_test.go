@@ -24,14 +24,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// slices is a Batches over a fixed dataset: step i takes rows
+// rowBatches is a Batches over a fixed dataset: step i takes rows
 // [(i·B) mod (N−B), +B).
-type slices struct {
+type rowBatches struct {
 	data  *ts.Tensor
 	batch int64
 }
 
-func (s slices) Batch(step int) (*ts.Tensor, error) {
+func (s rowBatches) Batch(step int) (*ts.Tensor, error) {
 	n := s.data.MustSize()[0]
 	return s.data.MustNarrow(0, (int64(step)*s.batch)%(n-s.batch), s.batch, false), nil
 }
@@ -76,7 +76,7 @@ func newTrainer(t *testing.T, c *config.Config, dir string, data *ts.Tensor) *Tr
 	}
 	return &Trainer{
 		Options: options(t, c), Dir: dir, Device: gotch.CPU, Store: store, Model: flowModel{f}, Optim: opt,
-		Mollifier: moll, Data: slices{data, 64}, RNG: rng, Log: &bytes.Buffer{},
+		Mollifier: moll, Data: rowBatches{data, 64}, RNG: rng, Log: &bytes.Buffer{},
 		Hooks: []Hook{MetricsHook(10), ProgressHook(10)},
 	}
 }
@@ -260,7 +260,7 @@ func TestSkippedStepRestoresBatchNormBuffers(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr.Model = bnModel{tr.Model.(flowModel), bn}
-	tr.Data = nanAt{slices{data, 64}, 1}
+	tr.Data = nanAt{rowBatches{data, 64}, 1}
 	defer tr.Close()
 	var afterFirst []byte
 	tr.Hooks = append(tr.Hooks, Hook{Name: "look", Every: 1, Fn: func(tr *Trainer, s *StepStats) error {
@@ -293,12 +293,12 @@ func TestSkippedStepRestoresBatchNormBuffers(t *testing.T) {
 
 // nanAt gives a batch full of NaN at one step.
 type nanAt struct {
-	slices
+	rowBatches
 	step int
 }
 
 func (n nanAt) Batch(step int) (*ts.Tensor, error) {
-	x, err := n.slices.Batch(step)
+	x, err := n.rowBatches.Batch(step)
 	if step == n.step {
 		x = x.MustMulScalar(ts.FloatScalar(math.NaN()), false)
 	}
