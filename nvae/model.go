@@ -1,0 +1,543 @@
+package nvae
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/nn"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// towerItem is one entry of NVAE's encoder or decoder tower: a cell or a
+// combiner.
+type towerItem struct {
+	cell *Cell
+	enc  *EncCombiner
+	dec  *DecCombiner
+}
+
+// Model is NVAE's hierarchical VAE (model.py AutoEncoder, res_dist=True,
+// without flows yet), assembled from this package's parts. The data are
+// images in [0, 1] (k/255); the decoder's likelihood is the mixture of
+// logistics.
+type Model struct {
+	Config          config.NVAE
+	Channels        int64 // image channels, 1 or 3
+	Height, Width   int64
+	Groups          int     // latent groups, top first
+	LatentShape     []int64 // (latents, h, w) of every group
+	Stem            *Conv
+	Pre, Post       []*Cell
+	encTower        []towerItem
+	decTower        []towerItem
+	Enc0            *Conv
+	EncSampler      []*Conv // one per group, decoder order
+	DecSampler      []*Conv // one per group but the first (its prior is N(0, 1))
+	PriorFtr0       *ts.Tensor
+	Head            *Conv
+	Balancer        *KLBalancer
+	Spectral        *SpectralReg
+	Warmup          KLWarmup
+	// Step is a 0-d float buffer: the optimizer steps Loss has run, read
+	// on the device (KL warm-up, mollified phase) so a captured step reads
+	// no host value; it is saved with the weights, so a resumed run
+	// continues its schedule.
+	Step *ts.Tensor
+	// MollifiedSteps: Loss scores batches of steps below it as mollified
+	// (model.nvae.mollified_likelihood); 0 means never.
+	MollifiedSteps int
+	convs          []*Conv
+	bns            []*BatchNorm
+}
+
+// New builds NVAE for data d (images in [0, 1], 1 or 3 channels, no
+// dequantization) under p. The KL warm-up is off (coefficient 1) and no
+// batch counts as mollified until SetSchedule is called.
+func New(p nn.Path, c config.NVAE, d config.Data) (m *Model, err error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("nvae: %w", err)
+	}
+	if c.Flows > 0 {
+		return nil, fmt.Errorf("nvae: model.nvae.flows=%d: NVAE's IAF cells are not implemented yet (set model.nvae.flows: 0)", c.Flows)
+	}
+	if d.Is2D() {
+		return nil, fmt.Errorf("nvae: NVAE needs image data, but data.dataset is %q", d.Dataset)
+	}
+	if d.Range != "" && d.Range != config.RangeUnit {
+		return nil, fmt.Errorf("nvae: the logistic likelihood scores 8-bit images in [0, 1]: set data.range: unit (got %q)", d.Range)
+	}
+	if d.Dequantization != "" && d.Dequantization != "none" {
+		return nil, fmt.Errorf("nvae: the discretized likelihood scores the 256-level grid: set data.dequantization: none (got %q)", d.Dequantization)
+	}
+	nParam, err := MixLogisticParams(d.Channels, c.Mixtures)
+	if err != nil {
+		return nil, fmt.Errorf("nvae: data.channels: %w", err)
+	}
+	var problems []string
+	if c.PreprocessBlocks != c.PostprocessBlocks {
+		problems = append(problems, fmt.Sprintf("model.nvae.preprocess_blocks (%d) and postprocess_blocks (%d) must match: each halves and doubles the image size", c.PreprocessBlocks, c.PostprocessBlocks))
+	}
+	if c.PreprocessBlocks > 0 && c.PreprocessCells < 1 {
+		problems = append(problems, "model.nvae.preprocess_cells must be ≥ 1 when preprocess_blocks > 0")
+	}
+	if c.PostprocessBlocks > 0 && c.PostprocessCells < 1 {
+		problems = append(problems, "model.nvae.postprocess_cells must be ≥ 1 when postprocess_blocks > 0")
+	}
+	down := c.PreprocessBlocks + c.LatentScales - 1
+	size := int64(d.ImageSize)
+	if down < 0 || down > 20 || size <= 0 || size%(int64(1)<<down) != 0 {
+		problems = append(problems, fmt.Sprintf("data.image_size %d must be divisible by 2^(preprocess_blocks + latent_scales − 1) = 2^%d", size, down))
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("nvae: %v", problems)
+	}
+	defer nn.Recover(&err)
+
+	ch := int64(c.Channels)
+	m = &Model{Config: c, Channels: int64(d.Channels), Height: size, Width: size}
+	if m.Stem, err = NewConv(p.Sub("stem"), m.Channels, ch, 3, ConvOptions{Padding: 1, Bias: true}); err != nil {
+		return nil, err
+	}
+	m.convs = append(m.convs, m.Stem)
+	addCell := func(cell *Cell) {
+		m.convs = append(m.convs, cell.Convs()...)
+		m.bns = append(m.bns, cell.BatchNorms()...)
+	}
+	mult := int64(1)
+	for b := 0; b < c.PreprocessBlocks; b++ {
+		for i := 0; i < c.PreprocessCells; i++ {
+			t := NormalPre
+			if i == c.PreprocessCells-1 {
+				t = DownPre
+			}
+			cell, err := NewCell(p.Subf("pre_process.%d", len(m.Pre)), t, ch*mult, c.UseSE)
+			if err != nil {
+				return nil, err
+			}
+			addCell(cell)
+			m.Pre = append(m.Pre, cell)
+			if t == DownPre {
+				mult *= 2
+			}
+		}
+	}
+	scales, groups := c.LatentScales, c.GroupsPerScale
+	for s := 0; s < scales; s++ {
+		for g := 0; g < groups; g++ {
+			for i := 0; i < c.CellsPerGroup; i++ {
+				cell, err := NewCell(p.Subf("enc_tower.%d", len(m.encTower)), NormalEnc, ch*mult, c.UseSE)
+				if err != nil {
+					return nil, err
+				}
+				addCell(cell)
+				m.encTower = append(m.encTower, towerItem{cell: cell})
+			}
+			if !(s == scales-1 && g == groups-1) {
+				comb, err := NewEncCombiner(p.Subf("enc_tower.%d", len(m.encTower)), ch*mult, ch*mult)
+				if err != nil {
+					return nil, err
+				}
+				m.convs = append(m.convs, comb.Conv)
+				m.encTower = append(m.encTower, towerItem{enc: comb})
+			}
+		}
+		if s < scales-1 {
+			cell, err := NewCell(p.Subf("enc_tower.%d", len(m.encTower)), DownEnc, ch*mult, c.UseSE)
+			if err != nil {
+				return nil, err
+			}
+			addCell(cell)
+			m.encTower = append(m.encTower, towerItem{cell: cell})
+			mult *= 2
+		}
+	}
+	if m.Enc0, err = NewConv(p.Sub("enc0.1"), ch*mult, ch*mult, 1, ConvOptions{Bias: true}); err != nil {
+		return nil, err
+	}
+	m.convs = append(m.convs, m.Enc0)
+
+	lat := int64(c.LatentsPerGroup)
+	sm := mult
+	for s := 0; s < scales; s++ {
+		for g := 0; g < groups; g++ {
+			conv, err := NewConv(p.Subf("enc_sampler.%d", len(m.EncSampler)), ch*sm, 2*lat, 3, ConvOptions{Padding: 1, Bias: true})
+			if err != nil {
+				return nil, err
+			}
+			m.EncSampler = append(m.EncSampler, conv)
+			m.convs = append(m.convs, conv)
+			if !(s == 0 && g == 0) {
+				conv, err := NewConv(p.Subf("dec_sampler.%d.1", len(m.DecSampler)), ch*sm, 2*lat, 1, ConvOptions{Bias: true})
+				if err != nil {
+					return nil, err
+				}
+				m.DecSampler = append(m.DecSampler, conv)
+				m.convs = append(m.convs, conv)
+			}
+		}
+		sm /= 2
+	}
+
+	h := size >> down
+	m.LatentShape = []int64{lat, h, h}
+	m.Groups = scales * groups
+	{
+		sc := ts.NewScope()
+		init := ts.MustRand([]int64{ch * mult, h, h}, gotch.Float, p.Device())
+		m.PriorFtr0, err = p.Param("prior_ftr0", init)
+		sc.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	for s := 0; s < scales; s++ {
+		for g := 0; g < groups; g++ {
+			if !(s == 0 && g == 0) {
+				for i := 0; i < c.CellsPerGroup; i++ {
+					cell, err := NewCell(p.Subf("dec_tower.%d", len(m.decTower)), NormalDec, ch*mult, c.UseSE)
+					if err != nil {
+						return nil, err
+					}
+					addCell(cell)
+					m.decTower = append(m.decTower, towerItem{cell: cell})
+				}
+			}
+			comb, err := NewDecCombiner(p.Subf("dec_tower.%d", len(m.decTower)), ch*mult, lat)
+			if err != nil {
+				return nil, err
+			}
+			m.convs = append(m.convs, comb.Conv)
+			m.decTower = append(m.decTower, towerItem{dec: comb})
+		}
+		if s < scales-1 {
+			cell, err := NewCell(p.Subf("dec_tower.%d", len(m.decTower)), UpDec, ch*mult, c.UseSE)
+			if err != nil {
+				return nil, err
+			}
+			addCell(cell)
+			m.decTower = append(m.decTower, towerItem{cell: cell})
+			mult /= 2
+		}
+	}
+	for b := 0; b < c.PostprocessBlocks; b++ {
+		for i := 0; i < c.PostprocessCells; i++ {
+			t := NormalPost
+			if i == 0 {
+				t = UpPost
+			}
+			cell, err := NewCell(p.Subf("post_process.%d", len(m.Post)), t, ch*mult, c.UseSE)
+			if err != nil {
+				return nil, err
+			}
+			addCell(cell)
+			m.Post = append(m.Post, cell)
+			if t == UpPost {
+				mult /= 2
+			}
+		}
+	}
+	if m.Head, err = NewConv(p.Sub("image_conditional.1"), ch*mult, nParam, 3, ConvOptions{Padding: 1, Bias: true}); err != nil {
+		return nil, err
+	}
+	m.convs = append(m.convs, m.Head)
+
+	gps := make([]int, scales)
+	for i := range gps {
+		gps[i] = groups
+	}
+	if m.Balancer, err = NewKLBalancer(p.Sub("kl_balancer"), gps); err != nil {
+		return nil, err
+	}
+	{
+		sc := ts.NewScope()
+		m.Spectral, err = NewSpectralReg(p.Sub("spectral"), ConvWeights(m.convs), BNWeights(m.bns), SpectralOptions{Lambda: c.WeightDecayNorm})
+		sc.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	{
+		sc := ts.NewScope()
+		m.Step, err = p.Buffer("step", ts.MustZeros([]int64{1}, gotch.Float, p.Device()).MustSqueeze(true))
+		sc.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	m.Warmup = KLWarmup{MinCoeff: 1} // coefficient 1 until SetSchedule
+	return m, nil
+}
+
+// SetSchedule sets the KL warm-up over a run of totalSteps optimizer
+// steps (model.nvae.kl_*) and the number of first steps whose batches are
+// mollified (mollification.Steps), which pick the likelihood
+// model.nvae.mollified_likelihood names.
+func (m *Model) SetSchedule(totalSteps, mollifiedSteps int) error {
+	w, err := NewKLWarmup(m.Config, totalSteps)
+	if err != nil {
+		return err
+	}
+	if mollifiedSteps < 0 {
+		return fmt.Errorf("nvae: %d mollified steps; want ≥ 0", mollifiedSteps)
+	}
+	m.Warmup, m.MollifiedSteps = w, mollifiedSteps
+	return nil
+}
+
+// Convs and BatchNorms list every convolution and batch norm (what the
+// spectral regulariser covers).
+func (m *Model) Convs() []*Conv           { return m.convs }
+func (m *Model) BatchNorms() []*BatchNorm { return m.bns }
+
+// SetTraining switches every batch norm between batch statistics (true)
+// and running statistics.
+func (m *Model) SetTraining(on bool) {
+	for _, b := range m.bns {
+		b.SetTraining(on)
+	}
+}
+
+func elu(x *ts.Tensor) *ts.Tensor { return x.MustElu(false) }
+
+func halves(t *ts.Tensor) (a, b *ts.Tensor) {
+	parts := t.MustChunk(2, 1, false)
+	return parts[0], parts[1]
+}
+
+func sumCHW(t *ts.Tensor) *ts.Tensor {
+	return t.MustSumDimIntlist([]int64{1, 2, 3}, false, t.DType(), false)
+}
+
+// Pass is one forward pass: the decoder output and, per group in
+// decoder order (top first), the KL per example (B) summed over C, H, W,
+// plus log q(z|x) and log p(z) per example, summed over all groups.
+type Pass struct {
+	Param      *ts.Tensor // (B, MixLogisticParams, H, W)
+	KL         []*ts.Tensor
+	LogQ, LogP *ts.Tensor
+}
+
+func (m *Model) checkBatch(x *ts.Tensor) error {
+	if x == nil {
+		return fmt.Errorf("nvae: no batch")
+	}
+	s := x.MustSize()
+	if len(s) != 4 || s[1] != m.Channels || s[2] != m.Height || s[3] != m.Width || s[0] < 1 {
+		return fmt.Errorf("nvae: batch has shape %v, want (B, %d, %d, %d)", s, m.Channels, m.Height, m.Width)
+	}
+	if !isFloat(x.DType()) {
+		return fmt.Errorf("nvae: batch is %v, want floating point", x.DType())
+	}
+	return nil
+}
+
+// Forward runs the encoder and decoder on x (B, C, H, W) in [0, 1],
+// drawing each group's latent from its residual posterior.
+func (m *Model) Forward(x *ts.Tensor) (pass Pass, err error) {
+	defer nn.Recover(&err)
+	if err := m.checkBatch(x); err != nil {
+		return Pass{}, err
+	}
+	s := m.Stem.Forward(x.MustMulScalar(ts.FloatScalar(2), false).MustSubScalar(ts.FloatScalar(1), true))
+	for _, c := range m.Pre {
+		s = c.Forward(s)
+	}
+	var feats []*ts.Tensor
+	var combs []*EncCombiner
+	for _, it := range m.encTower {
+		if it.enc != nil {
+			feats = append(feats, s)
+			combs = append(combs, it.enc)
+		} else {
+			s = it.cell.Forward(s)
+		}
+	}
+	for i, j := 0, len(feats)-1; i < j; i, j = i+1, j-1 {
+		feats[i], feats[j] = feats[j], feats[i]
+		combs[i], combs[j] = combs[j], combs[i]
+	}
+	ftr := elu(m.Enc0.Forward(elu(s)))
+	mu, ls := halves(m.EncSampler[0].Forward(ftr))
+	q := newNormal(mu, ls, 1)
+	z, _ := q.Sample()
+	zero := mu.MustZerosLike(false)
+	p := newNormal(zero, zero, 1)
+	add := func(q, p Normal, z *ts.Tensor) {
+		pass.KL = append(pass.KL, sumCHW(q.KL(p)))
+		lq, lp := sumCHW(q.LogP(z)), sumCHW(p.LogP(z))
+		if pass.LogQ == nil {
+			pass.LogQ, pass.LogP = lq, lp
+			return
+		}
+		pass.LogQ = pass.LogQ.MustAdd(lq, true)
+		pass.LogP = pass.LogP.MustAdd(lp, true)
+	}
+	add(q, p, z)
+	b := x.MustSize()[0]
+	s = m.PriorFtr0.MustUnsqueeze(0, false).MustExpand([]int64{b, -1, -1, -1}, false, true)
+	idx := 0
+	for _, it := range m.decTower {
+		if it.dec == nil {
+			s = it.cell.Forward(s)
+			continue
+		}
+		if idx > 0 {
+			muP, lsP := halves(m.DecSampler[idx-1].Forward(elu(s)))
+			f := combs[idx-1].Forward(feats[idx-1], s)
+			muQ, lsQ := halves(m.EncSampler[idx].Forward(f))
+			q, err := NewResidualNormal(muP, lsP, muQ, lsQ, 1)
+			if err != nil {
+				return Pass{}, err
+			}
+			z, _ = q.Sample()
+			add(q, newNormal(muP, lsP, 1), z)
+		}
+		s = it.dec.Forward(s, z)
+		idx++
+	}
+	for _, c := range m.Post {
+		s = c.Forward(s)
+	}
+	pass.Param = m.Head.Forward(elu(s))
+	return pass, nil
+}
+
+func (m *Model) likelihood(param *ts.Tensor) (*MixLogistic, error) {
+	return NewMixLogistic(param, int(m.Channels), m.Config.Mixtures)
+}
+
+// Loss is NVAE's training objective on a batch x in [0, 1] (mollified or
+// not), in nats per example, averaged over the batch:
+// −log p(x|z) + coeff·balanced KL + λ·(spectral + BN) (train.py). Terms:
+// "recon" (−log p(x|z)), "kl" (the unweighted KL summed over groups),
+// "spectral" (the λ-weighted regulariser) and "kl_coeff". It reads
+// nothing on the host and advances Step by one.
+func (m *Model) Loss(x *ts.Tensor) (l nn.Loss, err error) {
+	pass, err := m.Forward(x)
+	if err != nil {
+		return nn.Loss{}, err
+	}
+	defer nn.Recover(&err)
+	dist, err := m.likelihood(pass.Param)
+	if err != nil {
+		return nn.Loss{}, err
+	}
+	recon, err := dist.LogProb(x)
+	if err != nil {
+		return nn.Loss{}, err
+	}
+	if m.MollifiedSteps > 0 && m.Config.MollifiedLikelihood == config.NVAELikelihoodContinuous {
+		cont, err := dist.ContinuousLogProb(x)
+		if err != nil {
+			return nn.Loss{}, err
+		}
+		mollified := m.Step.MustLt(ts.FloatScalar(float64(m.MollifiedSteps)), false)
+		recon = cont.MustWhereSelf(mollified, recon, false)
+	}
+	nll := recon.MustNeg(false)
+	klAll := ts.MustStack(pass.KL, 1)
+	coeff := m.Warmup.CoeffTensor(m.Step)
+	klBal, _ := m.Balancer.Balance(klAll, coeff)
+	spec, err := m.Spectral.LossWith(ConvWeights(m.convs))
+	if err != nil {
+		return nn.Loss{}, err
+	}
+	dt := nll.DType()
+	total := nll.MustAdd(klBal, false).MustMean(dt, true).MustAdd(spec.Total, true)
+	klSum := klAll.MustSumDimIntlist([]int64{1}, false, dt, false).MustMean(dt, true)
+	terms := map[string]*ts.Tensor{
+		"recon":    nll.MustMean(dt, false),
+		"kl":       klSum,
+		"spectral": spec.Total,
+		"kl_coeff": coeff,
+	}
+	ts.NoGrad(func() { m.Step.MustAddScalar_(ts.FloatScalar(1)) })
+	return nn.Loss{Total: total, Terms: terms}, nil
+}
+
+// LogLikelihood is the k-sample importance-weighted bound on the
+// discretized log p(x) per example in nats, (B): logmeanexp over k
+// draws of log p(x|z) + log p(z) − log q(z|x); k = 1 is the ELBO. It runs
+// without autograd in whatever batch-norm mode is set.
+func (m *Model) LogLikelihood(x *ts.Tensor, k int) (out *ts.Tensor, err error) {
+	if k < 1 {
+		return nil, fmt.Errorf("nvae: importance samples must be ≥ 1, got %d", k)
+	}
+	defer nn.Recover(&err)
+	sc := ts.NewScope()
+	defer sc.Close()
+	ts.NoGrad(func() {
+		ws := make([]*ts.Tensor, 0, k)
+		for i := 0; i < k; i++ {
+			var pass Pass
+			if pass, err = m.Forward(x); err != nil {
+				return
+			}
+			var dist *MixLogistic
+			if dist, err = m.likelihood(pass.Param); err != nil {
+				return
+			}
+			var lp *ts.Tensor
+			if lp, err = dist.LogProb(x); err != nil {
+				return
+			}
+			ws = append(ws, lp.MustAdd(pass.LogP, false).MustSub(pass.LogQ, true))
+		}
+		out = ts.MustStack(ws, 0).MustLogsumexp([]int64{0}, false, true).MustSubScalar(ts.FloatScalar(math.Log(float64(k))), true)
+	})
+	if err != nil {
+		return nil, err
+	}
+	sc.Keep(out)
+	return out, nil
+}
+
+// Sample draws n images in [0, 1] (n, C, H, W): every group's latent from
+// its prior with σ times temperature t > 0 (NVAE's sample), then the
+// pixels from the logistic mixture at temperature 1, as NVAE's sampler
+// does. It runs without autograd in whatever batch-norm mode is set.
+func (m *Model) Sample(n int64, t float64) (out *ts.Tensor, err error) {
+	if n < 1 {
+		return nil, fmt.Errorf("nvae: number of samples must be ≥ 1, got %d", n)
+	}
+	if !(t > 0) || math.IsInf(t, 1) {
+		return nil, fmt.Errorf("nvae: sampling temperature must be positive and finite, got %g", t)
+	}
+	defer nn.Recover(&err)
+	sc := ts.NewScope()
+	defer sc.Close()
+	ts.NoGrad(func() {
+		shape := append([]int64{n}, m.LatentShape...)
+		zero := ts.MustZeros(shape, gotch.Float, m.PriorFtr0.MustDevice())
+		z, _ := newNormal(zero, zero, t).Sample()
+		s := m.PriorFtr0.MustUnsqueeze(0, false).MustExpand([]int64{n, -1, -1, -1}, false, true)
+		idx := 0
+		for _, it := range m.decTower {
+			if it.dec == nil {
+				s = it.cell.Forward(s)
+				continue
+			}
+			if idx > 0 {
+				mu, ls := halves(m.DecSampler[idx-1].Forward(elu(s)))
+				z, _ = newNormal(mu, ls, t).Sample()
+			}
+			s = it.dec.Forward(s, z)
+			idx++
+		}
+		for _, c := range m.Post {
+			s = c.Forward(s)
+		}
+		var dist *MixLogistic
+		if dist, err = m.likelihood(m.Head.Forward(elu(s))); err != nil {
+			return
+		}
+		out, err = dist.Sample(1)
+	})
+	if err != nil {
+		return nil, err
+	}
+	sc.Keep(out)
+	return out, nil
+}

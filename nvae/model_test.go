@@ -1,0 +1,269 @@
+package nvae
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/nn"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// tinyNVAE is a 2-scale model small enough for CPU tests: 8×8 images
+// (1 pre-process block: 4×4, then 2 latent scales: 2×2 at the top).
+func tinyNVAE() (config.NVAE, config.Data) {
+	c := config.DefaultNVAE()
+	c.Channels, c.LatentScales, c.GroupsPerScale, c.LatentsPerGroup, c.CellsPerGroup = 4, 2, 2, 3, 1
+	c.PreprocessCells, c.PostprocessCells = 1, 1
+	c.Flows, c.Mixtures, c.UseSE = 0, 2, true
+	d := config.Data{Dataset: "mnist", Channels: 1, ImageSize: 8, Range: config.RangeUnit, Dequantization: "none"}
+	return c, d
+}
+
+func newTiny(t *testing.T, c config.NVAE, d config.Data) *Model {
+	t.Helper()
+	ts.ManualSeed(0)
+	m, err := New(nn.NewStore(gotch.CPU).Root(), c, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// gridBatch is a batch on the 256-level grid in [0, 1].
+func gridBatch(b, ch, size int64) *ts.Tensor {
+	return ts.MustRandint(256, []int64{b, ch, size, size}, gotch.Float, gotch.CPU).MustDivScalar(ts.FloatScalar(255), true)
+}
+
+func TestModelShapesAndLoss(t *testing.T) {
+	defer cellBegin(t)()
+	for _, ch := range []int{1, 3} {
+		c, d := tinyNVAE()
+		d.Channels = ch
+		m := newTiny(t, c, d)
+		if m.Groups != 4 || len(m.EncSampler) != 4 || len(m.DecSampler) != 3 {
+			t.Fatalf("channels %d: %d groups, %d encoder and %d decoder samplers; want 4, 4, 3", ch, m.Groups, len(m.EncSampler), len(m.DecSampler))
+		}
+		if got := m.PriorFtr0.MustSize(); got[0] != 16 || got[1] != 2 || got[2] != 2 {
+			t.Errorf("prior_ftr0 shape %v, want [16 2 2] (4 channels ×2 twice, 8/2/2)", got)
+		}
+		x := gridBatch(5, int64(ch), 8)
+		pass, err := m.Forward(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := MixLogisticParams(ch, c.Mixtures)
+		if s := pass.Param.MustSize(); s[0] != 5 || s[1] != want || s[2] != 8 || s[3] != 8 {
+			t.Errorf("decoder output %v, want [5 %d 8 8]", s, want)
+		}
+		if len(pass.KL) != 4 {
+			t.Fatalf("%d KL terms, want 4", len(pass.KL))
+		}
+		for g, kl := range pass.KL {
+			vals := cellValues(kl)
+			if len(vals) != 5 {
+				t.Errorf("group %d KL has %d values, want 5", g, len(vals))
+			}
+			for _, v := range vals {
+				if !(v >= -1e-4) || math.IsInf(v, 0) {
+					t.Errorf("group %d KL %g: want finite and ≥ 0", g, v)
+				}
+			}
+		}
+		l, err := m.Loss(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tot := l.Total.Float64Values(false)
+		if len(tot) != 1 || math.IsNaN(tot[0]) || math.IsInf(tot[0], 0) {
+			t.Fatalf("loss %v, want one finite value", tot)
+		}
+		for _, k := range []string{"recon", "kl", "spectral", "kl_coeff"} {
+			if l.Terms[k] == nil {
+				t.Errorf("loss term %q missing", k)
+			}
+		}
+		// Without a schedule the KL coefficient is 1, so total = recon + kl + spectral
+		// only up to the balancing (inactive at coefficient 1).
+		sum := l.Terms["recon"].Float64Values(false)[0] + l.Terms["kl"].Float64Values(false)[0] + l.Terms["spectral"].Float64Values(false)[0]
+		if math.Abs(sum-tot[0]) > 1e-3*math.Abs(tot[0]) {
+			t.Errorf("total %g, want recon+kl+spectral = %g at KL coefficient 1", tot[0], sum)
+		}
+		if s := m.Step.Float64Values(false)[0]; s != 1 {
+			t.Errorf("step after one Loss is %g, want 1", s)
+		}
+		// Gradients reach every trained parameter.
+		l.Total.MustBackward()
+		store := m.PriorFtr0 // reached through the decoder
+		if g := store.MustGrad(false); cellMaxAbs(cellValues(g)) == 0 {
+			t.Error("prior_ftr0 has zero gradient")
+		}
+		for i, cv := range m.Convs() {
+			g := cv.W.MustGrad(false)
+			if !g.MustDefined() || cellMaxAbs(cellValues(g)) == 0 {
+				t.Errorf("conv %d has no gradient", i)
+			}
+		}
+	}
+}
+
+func TestModelWarmupAndMollifiedPhase(t *testing.T) {
+	defer cellBegin(t)()
+	c, d := tinyNVAE()
+	c.KLConstPortion, c.KLAnnealPortion, c.KLConstCoeff = 0, 0.5, 1e-4
+	c.MollifiedLikelihood = config.NVAELikelihoodContinuous
+	m := newTiny(t, c, d)
+	if err := m.SetSchedule(10, 2); err != nil {
+		t.Fatal(err)
+	}
+	m.SetTraining(false) // deterministic apart from the latent draws
+	x := gridBatch(4, 1, 8)
+	var coeffs, recons []float64
+	for i := 0; i < 4; i++ {
+		ts.ManualSeed(1)
+		l, err := m.Loss(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		coeffs = append(coeffs, l.Terms["kl_coeff"].Float64Values(false)[0])
+		recons = append(recons, l.Terms["recon"].Float64Values(false)[0])
+	}
+	for i, want := range []float64{1e-4, 0.2, 0.4, 0.6} {
+		if math.Abs(coeffs[i]-want) > 1e-6 {
+			t.Errorf("step %d: KL coefficient %g, want %g", i, coeffs[i], want)
+		}
+	}
+	// Steps 0 and 1 are mollified (continuous density, about D·log 255
+	// nats lower NLL than the discretized likelihood), 2 and 3 are not.
+	shift := 64 * math.Log(255)
+	if d := recons[2] - recons[0]; math.Abs(d-shift) > 0.2*shift {
+		t.Errorf("recon jumps by %g after the mollified phase, want about D·log 255 = %g (recons %v)", d, shift, recons)
+	}
+	if math.Abs(recons[0]-recons[1]) > 1e-3 || math.Abs(recons[2]-recons[3]) > 1e-3 {
+		t.Errorf("recons %v: want equal within each phase (same seed, running statistics)", recons)
+	}
+	if err := m.SetSchedule(0, 0); err == nil {
+		t.Error("SetSchedule(0, 0): want an error")
+	}
+}
+
+func TestModelTrains(t *testing.T) {
+	defer cellBegin(t)()
+	c, d := tinyNVAE()
+	store := nn.NewStore(gotch.CPU)
+	ts.ManualSeed(0)
+	m, err := New(store.Root(), c, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, err := nn.NewOptimizer(store, nn.OptimConfig{Name: "adam", LR: 3e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := gridBatch(8, 1, 8)
+	var first, last float64
+	for i := 0; i < 30; i++ {
+		sc := ts.NewScope()
+		ts.ManualSeed(uint64(i))
+		l, err := m.Loss(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := l.Total.Float64Values(false)[0]
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			t.Fatalf("step %d: loss %g", i, v)
+		}
+		if i == 0 {
+			first = v
+		}
+		last = v
+		l.Total.MustBackward()
+		if err := opt.Step(); err != nil {
+			t.Fatal(err)
+		}
+		if err := opt.ZeroGrad(); err != nil {
+			t.Fatal(err)
+		}
+		sc.Close()
+	}
+	if !(last < first-0.05*math.Abs(first)) {
+		t.Errorf("loss %g after 30 Adam steps, from %g: want at least 5%% lower", last, first)
+	}
+}
+
+func TestModelSampleAndLogLikelihood(t *testing.T) {
+	defer cellBegin(t)()
+	c, d := tinyNVAE()
+	d.Channels = 3
+	m := newTiny(t, c, d)
+	m.SetTraining(false)
+	for _, temp := range []float64{1, 0.5} {
+		s, err := m.Sample(6, temp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sh := s.MustSize(); len(sh) != 4 || sh[0] != 6 || sh[1] != 3 || sh[2] != 8 || sh[3] != 8 {
+			t.Errorf("sample shape %v, want [6 3 8 8]", sh)
+		}
+		for _, v := range cellValues(s) {
+			if !(v >= 0 && v <= 1) {
+				t.Fatalf("sample value %g outside [0, 1]", v)
+			}
+		}
+	}
+	for _, bad := range []float64{0, -1, math.Inf(1)} {
+		if _, err := m.Sample(2, bad); err == nil || !strings.Contains(err.Error(), "temperature") {
+			t.Errorf("Sample at temperature %g: error %v, want one about the temperature", bad, err)
+		}
+	}
+	x := gridBatch(3, 3, 8)
+	ll, err := m.LogLikelihood(x, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := cellValues(ll)
+	if len(vals) != 3 {
+		t.Fatalf("log-likelihood has %d values, want 3", len(vals))
+	}
+	for _, v := range vals {
+		// A discretized likelihood's bound: finite and ≤ 0 up to the KL's
+		// contribution, which cannot make it positive in expectation.
+		if math.IsNaN(v) || math.IsInf(v, 0) || v > 0 {
+			t.Errorf("log-likelihood bound %g: want finite and ≤ 0", v)
+		}
+	}
+	if _, err := m.LogLikelihood(x, 0); err == nil {
+		t.Error("LogLikelihood with k = 0: want an error")
+	}
+	if _, err := m.Forward(gridBatch(2, 1, 8)); err == nil || !strings.Contains(err.Error(), "shape") {
+		t.Errorf("batch of the wrong channels: error %v, want one about the shape", err)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	defer cellBegin(t)()
+	cases := []struct {
+		name string
+		edit func(c *config.NVAE, d *config.Data)
+		want string
+	}{
+		{"flows", func(c *config.NVAE, d *config.Data) { c.Flows = 1 }, "model.nvae.flows"},
+		{"invalid", func(c *config.NVAE, d *config.Data) { c.Channels = 0 }, "model.nvae.channels"},
+		{"blocks", func(c *config.NVAE, d *config.Data) { c.PostprocessBlocks = 2 }, "postprocess_blocks"},
+		{"size", func(c *config.NVAE, d *config.Data) { d.ImageSize = 6 }, "divisible"},
+		{"channels", func(c *config.NVAE, d *config.Data) { d.Channels = 2 }, "channels"},
+		{"range", func(c *config.NVAE, d *config.Data) { d.Range = config.RangeSigned }, "data.range"},
+		{"dequant", func(c *config.NVAE, d *config.Data) { d.Dequantization = "uniform" }, "data.dequantization"},
+		{"2d", func(c *config.NVAE, d *config.Data) { d.Dataset = config.DatasetMoG }, "image data"},
+	}
+	for _, tc := range cases {
+		c, d := tinyNVAE()
+		tc.edit(&c, &d)
+		_, err := New(nn.NewStore(gotch.CPU).Root(), c, d)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one naming %q", tc.name, err, tc.want)
+		}
+	}
+}
