@@ -1,0 +1,97 @@
+package models
+
+import (
+	"math"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/nn"
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// The shipped nvae_mnist config builds through the registry with every
+// capability its run asks for, and its loss has the named terms.
+func TestNVAEBuildsFromShippedConfig(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	sc := ts.NewScope()
+	defer sc.Close()
+	c, err := config.Load("nvae_mnist", []string{"data.batch_size=4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := nn.NewStore(gotch.CPU)
+	defer s.Close()
+	m, k, err := BuildFor(c, s.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Density == nil || k.Sampler == nil || k.Evaluator == nil || k.BitsPerDim == nil {
+		t.Fatalf("capabilities %+v: want density, sampler, evaluator and bits/dim", k)
+	}
+	n := m.(*NVAE)
+	if n.BitsPerDimOffset() != 0 {
+		t.Errorf("bits/dim offset %g, want 0 (the discretized likelihood is a probability of the 8-bit value)", n.BitsPerDimOffset())
+	}
+	if got, want := n.BitsPerDim(1024*math.Ln2), 1.0; math.Abs(got-want) > 1e-12 {
+		t.Errorf("BitsPerDim(1024 ln 2) = %g, want %g", got, want)
+	}
+	if n.Net.Warmup.AnnealSteps != 0.3*300 || n.Net.MollifiedSteps != 150 {
+		t.Errorf("warm-up over %g steps and %d mollified steps, want 90 and 150", n.Net.Warmup.AnnealSteps, n.Net.MollifiedSteps)
+	}
+	x := ts.MustRandint(256, []int64{4, 1, 32, 32}, gotch.Float, gotch.CPU).MustDivScalar(ts.FloatScalar(255), true)
+	l, err := m.Loss(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, term := range []string{"recon", "kl", "spectral", "kl_coeff"} {
+		if l.Terms[term] == nil {
+			t.Errorf("loss term %q missing", term)
+		}
+	}
+	ev, err := n.Evaluate(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elbo, bpd := ev["elbo"].Float64Values(false)[0], ev["bpd"].Float64Values(false)[0]
+	if want := -elbo / (1024 * math.Ln2); math.Abs(bpd-want) > 1e-4*math.Abs(want) {
+		t.Errorf("bpd %g, want −elbo/(D ln 2) = %g", bpd, want)
+	}
+	smp, err := n.Sample(3, 0.8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh := smp.MustSize(); len(sh) != 4 || sh[0] != 3 || sh[1] != 1 || sh[2] != 32 || sh[3] != 32 {
+		t.Errorf("samples %v, want [3 1 32 32]", sh)
+	}
+	if err := n.CaptureReady(); err != nil {
+		t.Errorf("CaptureReady: %v", err)
+	}
+}
+
+// Settings the model cannot honour fail at build time with the YAML key.
+func TestNVAEBuildErrors(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for _, tc := range []struct {
+		sets []string
+		want string
+	}{
+		{[]string{"model.nvae.flows=1"}, "model.nvae.flows"},
+		{[]string{"data.dequantization=uniform"}, "data.dequantization"},
+	} {
+		c, err := config.Load("nvae_mnist", tc.sets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := nn.NewStore(gotch.CPU)
+		_, err = Build(c, s.Root())
+		s.Close()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one naming %s", tc.sets, err, tc.want)
+		}
+	}
+}
