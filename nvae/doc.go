@@ -167,8 +167,28 @@
 // the encoder's before the clamp. KLs are analytic and elementwise, in
 // nats.
 //
-// Not built yet: the tower that assembles these (stem, encoder and
-// decoder groups with their combiners, samplers, IAF cells, output head),
-// its models adapter and configs/nvae_mnist.yaml; model.name=nvae is still
-// "not implemented" (issue 14).
+// The model (model.go) is NVAE's AutoEncoder with res_dist: stem
+// (weight-normalised conv 3×3 on 2x−1), pre-process cells (the last of
+// each block down_pre), the encoder tower (groups of normal_enc cells, an
+// EncCombiner after every group but the last, down_enc between scales),
+// enc0 (ELU, conv 1×1, ELU), the samplers (encoder: conv 3×3 to 2·latents;
+// decoder: ELU, conv 1×1), prior_ftr0, the decoder tower (normal_dec cells
+// and a DecCombiner per group, up_dec between scales), post-process cells
+// (the first of each block up_post) and the head (ELU, conv 3×3 to the
+// mixture's parameters). The first group's prior is N(0, 1) as NVAE's
+// Normal(0, 0) (σ = 1.01); the others are residual posteriors. Loss is
+// train.py's: −log p(x|z) + coeff·balanced KL + λ·(spectral + BN), terms
+// recon, kl (unweighted, summed over groups), spectral and kl_coeff. The
+// KL warm-up and the mollified phase (SetSchedule) are read from Step, a
+// 0-d buffer that Loss advances on the device, so a captured step reads no
+// host value and a resumed run continues the schedule; a step the trainer
+// skips (non-finite loss) restores the buffer, so Step then lags the
+// trainer's count by the skipped steps. LogLikelihood is the
+// importance-weighted bound on the discretized log P(x); Sample draws the
+// latents at a temperature and the pixels at temperature 1, as NVAE.
+//
+// Not built yet: NVAE's IAF cells (model.nvae.flows > 0 is refused at
+// build time, so configs/nvae_cifar10.yaml does not build yet), the BN
+// readjustment before sampling, a forward golden against PyTorch and the
+// CIFAR-10 parameter count (issue 14).
 package nvae
