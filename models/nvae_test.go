@@ -80,7 +80,7 @@ func TestNVAEBuildErrors(t *testing.T) {
 		sets []string
 		want string
 	}{
-		{[]string{"model.nvae.flows=1"}, "model.nvae.flows"},
+		{[]string{"model.nvae.postprocess_blocks=2"}, "postprocess_blocks"},
 		{[]string{"data.dequantization=uniform"}, "data.dequantization"},
 	} {
 		c, err := config.Load("nvae_mnist", tc.sets)

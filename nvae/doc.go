@@ -187,8 +187,14 @@
 // importance-weighted bound on the discretized log P(x); Sample draws the
 // latents at a temperature and the pixels at temperature 1, as NVAE.
 //
-// Not built yet: NVAE's IAF cells (model.nvae.flows > 0 is refused at
-// build time, so configs/nvae_cifar10.yaml does not build yet), the BN
-// readjustment before sampling, a forward golden against PyTorch and the
+// Flows (model.nvae.flows per group) are NVAE's PairedCellAR as it runs
+// them: two CellARs, raster and reverse raster order, each z ← z − μ(z)
+// with μ from masked (ARConv2d) weight-normalised convs, so the
+// log-determinant is 0; with flows each group's KL is NVAE's one-sample
+// log q(z0) − log p(z) instead of the analytic one. The masked weights are
+// in the spectral regulariser, as in NVAE.
+//
+// Not built yet: the BN readjustment before sampling, a forward golden
+// against PyTorch (fixed weights: KL per group and reconstruction) and the
 // CIFAR-10 parameter count (issue 14).
 package nvae

@@ -19,7 +19,8 @@ type towerItem struct {
 }
 
 // Model is NVAE's hierarchical VAE (model.py AutoEncoder, res_dist=True,
-// without flows yet), assembled from this package's parts. The data are
+// with model.nvae.flows PairedCellAR flow cells per group in the
+// posterior), assembled from this package's parts. The data are
 // images in [0, 1] (k/255); the decoder's likelihood is the mixture of
 // logistics.
 type Model struct {
@@ -35,6 +36,9 @@ type Model struct {
 	Enc0            *Conv
 	EncSampler      []*Conv // one per group, decoder order
 	DecSampler      []*Conv // one per group but the first (its prior is N(0, 1))
+	// Flows are the posterior's flow cells, model.nvae.flows per group in
+	// decoder order (NVAE's nf_cells).
+	Flows []*PairedCellAR
 	PriorFtr0       *ts.Tensor
 	Head            *Conv
 	Balancer        *KLBalancer
@@ -58,9 +62,6 @@ type Model struct {
 func New(p nn.Path, c config.NVAE, d config.Data) (m *Model, err error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("nvae: %w", err)
-	}
-	if c.Flows > 0 {
-		return nil, fmt.Errorf("nvae: model.nvae.flows=%d: NVAE's IAF cells are not implemented yet (set model.nvae.flows: 0)", c.Flows)
 	}
 	if d.Is2D() {
 		return nil, fmt.Errorf("nvae: NVAE needs image data, but data.dataset is %q", d.Dataset)
@@ -168,6 +169,13 @@ func New(p nn.Path, c config.NVAE, d config.Data) (m *Model, err error) {
 			}
 			m.EncSampler = append(m.EncSampler, conv)
 			m.convs = append(m.convs, conv)
+			for f := 0; f < c.Flows; f++ {
+				cell, err := newPairedCellAR(p.Subf("nf_cells.%d", len(m.Flows)), lat)
+				if err != nil {
+					return nil, err
+				}
+				m.Flows = append(m.Flows, cell)
+			}
 			if !(s == 0 && g == 0) {
 				conv, err := NewConv(p.Subf("dec_sampler.%d.1", len(m.DecSampler)), ch*sm, 2*lat, 1, ConvOptions{Bias: true})
 				if err != nil {
@@ -252,7 +260,7 @@ func New(p nn.Path, c config.NVAE, d config.Data) (m *Model, err error) {
 	}
 	{
 		sc := ts.NewScope()
-		m.Spectral, err = NewSpectralReg(p.Sub("spectral"), ConvWeights(m.convs), BNWeights(m.bns), SpectralOptions{Lambda: c.WeightDecayNorm})
+		m.Spectral, err = NewSpectralReg(p.Sub("spectral"), m.regWeights(), BNWeights(m.bns), SpectralOptions{Lambda: c.WeightDecayNorm})
 		sc.Close()
 		if err != nil {
 			return nil, err
@@ -297,6 +305,30 @@ func (m *Model) SetTraining(on bool) {
 	for _, b := range m.bns {
 		b.SetTraining(on)
 	}
+}
+
+// regWeights are the weights the spectral regulariser bounds: every
+// conv's normalised weight, then the flow cells' masked ones (NVAE's
+// all_conv_layers holds both).
+func (m *Model) regWeights() []*ts.Tensor {
+	ws := ConvWeights(m.convs)
+	for _, f := range m.Flows {
+		for _, c := range []*CellAR{f.Cell1, f.Cell2} {
+			for _, a := range c.arConvs() {
+				ws = append(ws, a.weight())
+			}
+		}
+	}
+	return ws
+}
+
+// flow runs group g's flow cells on z.
+func (m *Model) flow(g int, z *ts.Tensor) *ts.Tensor {
+	n := m.Config.Flows
+	for _, f := range m.Flows[g*n : (g+1)*n] {
+		z = f.Forward(z)
+	}
+	return z
 }
 
 func elu(x *ts.Tensor) *ts.Tensor { return x.MustElu(false) }
@@ -361,12 +393,20 @@ func (m *Model) Forward(x *ts.Tensor) (pass Pass, err error) {
 	ftr := elu(m.Enc0.Forward(elu(s)))
 	mu, ls := halves(m.EncSampler[0].Forward(ftr))
 	q := newNormal(mu, ls, 1)
-	z, _ := q.Sample()
+	z0, _ := q.Sample()
+	z := m.flow(0, z0)
 	zero := mu.MustZerosLike(false)
 	p := newNormal(zero, zero, 1)
-	add := func(q, p Normal, z *ts.Tensor) {
-		pass.KL = append(pass.KL, sumCHW(q.KL(p)))
-		lq, lp := sumCHW(q.LogP(z)), sumCHW(p.LogP(z))
+	// add records a group: z0 drawn from q, z = flow(z0) (log-det 0). With
+	// flows the KL is NVAE's one-sample log q(z0) − log p(z), else analytic.
+	add := func(q, p Normal, z0, z *ts.Tensor) {
+		lqe, lpe := q.LogP(z0), p.LogP(z)
+		if len(m.Flows) > 0 {
+			pass.KL = append(pass.KL, sumCHW(lqe.MustSub(lpe, false)))
+		} else {
+			pass.KL = append(pass.KL, sumCHW(q.KL(p)))
+		}
+		lq, lp := sumCHW(lqe), sumCHW(lpe)
 		if pass.LogQ == nil {
 			pass.LogQ, pass.LogP = lq, lp
 			return
@@ -374,7 +414,7 @@ func (m *Model) Forward(x *ts.Tensor) (pass Pass, err error) {
 		pass.LogQ = pass.LogQ.MustAdd(lq, true)
 		pass.LogP = pass.LogP.MustAdd(lp, true)
 	}
-	add(q, p, z)
+	add(q, p, z0, z)
 	b := x.MustSize()[0]
 	s = m.PriorFtr0.MustUnsqueeze(0, false).MustExpand([]int64{b, -1, -1, -1}, false, true)
 	idx := 0
@@ -391,8 +431,9 @@ func (m *Model) Forward(x *ts.Tensor) (pass Pass, err error) {
 			if err != nil {
 				return Pass{}, err
 			}
-			z, _ = q.Sample()
-			add(q, newNormal(muP, lsP, 1), z)
+			z0, _ := q.Sample()
+			z = m.flow(idx, z0)
+			add(q, newNormal(muP, lsP, 1), z0, z)
 		}
 		s = it.dec.Forward(s, z)
 		idx++
@@ -440,7 +481,7 @@ func (m *Model) Loss(x *ts.Tensor) (l nn.Loss, err error) {
 	klAll := ts.MustStack(pass.KL, 1)
 	coeff := m.Warmup.CoeffTensor(m.Step)
 	klBal, _ := m.Balancer.Balance(klAll, coeff)
-	spec, err := m.Spectral.LossWith(ConvWeights(m.convs))
+	spec, err := m.Spectral.LossWith(m.regWeights())
 	if err != nil {
 		return nn.Loss{}, err
 	}
@@ -541,3 +582,142 @@ func (m *Model) Sample(n int64, t float64) (out *ts.Tensor, err error) {
 	sc.Keep(out)
 	return out, nil
 }
+
+// arConv is NVAE's ARConv2d: a weight-normalised convolution whose weight
+// is masked so that an output at a pixel and channel sees only the pixels
+// before it in raster order (after it when mirrored) and, at its own
+// pixel, the channels before it (with zeroDiag) or up to it. The mask is a
+// buffer ("mask"); the spectral regulariser bounds the masked weight.
+type arConv struct {
+	conv    *nn.Conv2d
+	logNorm *ts.Tensor
+	mask    *ts.Tensor
+}
+
+// arChannelMask is NVAE's channel_mask for one (out, in) pair.
+func arChannelMask(o, i, cin, groups, cout int64, zeroDiag bool) bool {
+	if groups == cin && groups > 1 {
+		return !zeroDiag
+	}
+	if cout >= cin {
+		blk := o / (cout / cin)
+		return i < blk || (i == blk && !zeroDiag)
+	}
+	ratio := cin / cout
+	return i < (o+1)*ratio && (!zeroDiag || i < o*ratio)
+}
+
+// arMask is NVAE's create_conv_mask, (cout, cin/groups, k, k) flattened.
+func arMask(k, cin, groups, cout int64, zeroDiag, mirror bool) []float32 {
+	cg, m := cin/groups, (k-1)/2
+	out := make([]float32, cout*cg*k*k)
+	for o := int64(0); o < cout; o++ {
+		for i := int64(0); i < cg; i++ {
+			for r := int64(0); r < k; r++ {
+				for c := int64(0); c < k; c++ {
+					sr, sc := r, c // the unmirrored position this one copies
+					if mirror {
+						sr, sc = k-1-r, k-1-c
+					}
+					on := sr < m || (sr == m && sc < m)
+					if sr == m && sc == m {
+						on = arChannelMask(o, i, cin, groups, cout, zeroDiag)
+					}
+					if on {
+						out[((o*cg+i)*k+r)*k+c] = 1
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+func newARConv(p nn.Path, in, out, k, groups int64, bias, zeroDiag, mirror bool, initCoeff float64) (a *arConv, err error) {
+	defer nn.Recover(&err)
+	if (groups == 1 && in%out != 0 && out%in != 0) || (groups != 1 && groups != in) {
+		return nil, fmt.Errorf("nvae: autoregressive conv from %d to %d channels in %d groups: NVAE's masks need one count to divide the other", in, out, groups)
+	}
+	conv, err := nn.NewConv2d(p, in, out, k, nn.ConvOptions{Padding: (k - 1) / 2, Groups: groups, NoBias: !bias})
+	if err != nil {
+		return nil, fmt.Errorf("nvae: %w", err)
+	}
+	sc := ts.NewScope()
+	defer sc.Close()
+	mask := ts.MustOfSlice(arMask(k, in, groups, out, zeroDiag, mirror)).MustReshape([]int64{out, in / groups, k, k}, true).MustTo(p.Device(), true)
+	a = &arConv{conv: conv}
+	if a.mask, err = p.Buffer("mask", mask); err != nil {
+		return nil, err
+	}
+	var logNorm *ts.Tensor
+	ts.NoGrad(func() {
+		logNorm = channelNorms(conv.W.MustMul(a.mask, false)).MustAddScalar(ts.FloatScalar(logNormInitEps), true).
+			MustLog(true).MustAddScalar(ts.FloatScalar(math.Log(initCoeff)), true)
+	})
+	if a.logNorm, err = p.Param("log_weight_norm", logNorm); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// weight is exp(log g)·(v⊙mask)/(‖v⊙mask‖ + 1e-5).
+func (a *arConv) weight() *ts.Tensor {
+	w := a.conv.W.MustMul(a.mask, false)
+	den := channelNorms(w).MustAddScalar(ts.FloatScalar(weightNormEps), true)
+	return a.logNorm.MustExp(false).MustMul(w, true).MustDiv(den, true)
+}
+
+func (a *arConv) forward(x *ts.Tensor) *ts.Tensor { return a.conv.ForwardWith(x, a.weight()) }
+
+// CellAR is NVAE's CellAR without the mixture-of-logistic-CDF option (as
+// NVAE runs it): an autoregressive inverted residual on z (masked 3×3 to
+// 6·latents with a zero diagonal, ELU, masked depthwise 5×5, ELU), then
+// ELU and a masked 1×1 conv (weights ×0.1 at init) to μ; z ← z − μ, a
+// volume-preserving map (log-det 0). NVAE passes the encoder features
+// but does not use them.
+type CellAR struct {
+	conv0, conv1, mu *arConv
+}
+
+func newCellAR(p nn.Path, latents int64, mirror bool) (*CellAR, error) {
+	hidden := 6 * latents
+	c := &CellAR{}
+	var err error
+	if c.conv0, err = newARConv(p.Sub("conv.convz.0"), latents, hidden, 3, 1, false, true, mirror, 1); err != nil {
+		return nil, err
+	}
+	if c.conv1, err = newARConv(p.Sub("conv.convz.2"), hidden, hidden, 5, hidden, false, false, mirror, 1); err != nil {
+		return nil, err
+	}
+	if c.mu, err = newARConv(p.Sub("mu.conv_0"), hidden, latents, 1, 1, true, false, mirror, 0.1); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Forward maps z to z − μ(z).
+func (c *CellAR) Forward(z *ts.Tensor) *ts.Tensor {
+	s := elu(c.conv1.forward(elu(c.conv0.forward(z))))
+	return z.MustSub(c.mu.forward(elu(s)), false)
+}
+
+func (c *CellAR) arConvs() []*arConv { return []*arConv{c.conv0, c.conv1, c.mu} }
+
+// PairedCellAR is NVAE's flow cell: a CellAR in raster order, then one in
+// reverse raster order.
+type PairedCellAR struct{ Cell1, Cell2 *CellAR }
+
+func newPairedCellAR(p nn.Path, latents int64) (*PairedCellAR, error) {
+	c1, err := newCellAR(p.Sub("cell1"), latents, false)
+	if err != nil {
+		return nil, err
+	}
+	c2, err := newCellAR(p.Sub("cell2"), latents, true)
+	if err != nil {
+		return nil, err
+	}
+	return &PairedCellAR{Cell1: c1, Cell2: c2}, nil
+}
+
+// Forward is Cell2(Cell1(z)); the log-determinant is 0.
+func (c *PairedCellAR) Forward(z *ts.Tensor) *ts.Tensor { return c.Cell2.Forward(c.Cell1.Forward(z)) }

@@ -249,7 +249,6 @@ func TestNewErrors(t *testing.T) {
 		edit func(c *config.NVAE, d *config.Data)
 		want string
 	}{
-		{"flows", func(c *config.NVAE, d *config.Data) { c.Flows = 1 }, "model.nvae.flows"},
 		{"invalid", func(c *config.NVAE, d *config.Data) { c.Channels = 0 }, "model.nvae.channels"},
 		{"blocks", func(c *config.NVAE, d *config.Data) { c.PostprocessBlocks = 2 }, "postprocess_blocks"},
 		{"size", func(c *config.NVAE, d *config.Data) { d.ImageSize = 6 }, "divisible"},
@@ -264,6 +263,94 @@ func TestNewErrors(t *testing.T) {
 		_, err := New(nn.NewStore(gotch.CPU).Root(), c, d)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one naming %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// A CellAR's μ at a pixel and channel depends only on z at earlier pixels
+// (raster order; reverse order when mirrored) and at earlier channels of
+// its own pixel: perturbing z at (c, p) leaves μ unchanged there and
+// before, and changes it somewhere after.
+func TestCellARIsAutoregressive(t *testing.T) {
+	defer cellBegin(t)()
+	const lat, size = 3, 4
+	for _, mirror := range []bool{false, true} {
+		ts.ManualSeed(2)
+		cell, err := newCellAR(nn.NewStore(gotch.CPU).Root(), lat, mirror)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Larger μ weights than NVAE's 0.1 start, so dependence shows.
+		ts.NoGrad(func() { cell.mu.logNorm.MustAddScalar_(ts.FloatScalar(math.Log(10))) })
+		z := ts.MustRandn([]int64{1, lat, size, size}, gotch.Float, gotch.CPU)
+		mu := func(z *ts.Tensor) []float64 { return cellValues(z.MustSub(cell.Forward(z), false)) }
+		base := mu(z)
+		order := func(pix int) int { // position in the cell's autoregressive order
+			if mirror {
+				return size*size - 1 - pix
+			}
+			return pix
+		}
+		for c := 0; c < lat; c++ {
+			for pix := 0; pix < size*size; pix++ {
+				dz := make([]float32, lat*size*size)
+				dz[c*size*size+pix] = 1
+				z2 := z.MustAdd(ts.MustOfSlice(dz).MustReshape([]int64{1, lat, size, size}, true), false)
+				got := mu(z2)
+				changedAfter := false
+				for c2 := 0; c2 < lat; c2++ {
+					for p2 := 0; p2 < size*size; p2++ {
+						i := c2*size*size + p2
+						before := order(p2) < order(pix) || (p2 == pix && c2 <= c)
+						d := math.Abs(got[i] - base[i])
+						if before && d > 1e-6 {
+							t.Fatalf("mirror %v: μ at channel %d, pixel %d changed by %g when z changed at channel %d, pixel %d", mirror, c2, p2, d, c, pix)
+						}
+						if !before && d > 1e-6 {
+							changedAfter = true
+						}
+					}
+				}
+				if !changedAfter && !(c == lat-1 && order(pix) == size*size-1) {
+					t.Errorf("mirror %v: z at channel %d, pixel %d changes no later μ", mirror, c, pix)
+				}
+			}
+		}
+	}
+}
+
+// With flows the model builds, its loss is finite, gradients reach the
+// flow cells, and the one-sample KL replaces the analytic one.
+func TestModelWithFlows(t *testing.T) {
+	defer cellBegin(t)()
+	c, d := tinyNVAE()
+	c.Flows = 1
+	m := newTiny(t, c, d)
+	if len(m.Flows) != m.Groups {
+		t.Fatalf("%d flow cells, want one per group (%d)", len(m.Flows), m.Groups)
+	}
+	x := gridBatch(4, 1, 8)
+	l, err := m.Loss(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := l.Total.Float64Values(false)[0]; math.IsNaN(v) || math.IsInf(v, 0) {
+		t.Fatalf("loss %g", v)
+	}
+	l.Total.MustBackward()
+	for g, f := range m.Flows {
+		for _, a := range append(f.Cell1.arConvs(), f.Cell2.arConvs()...) {
+			if gr := a.conv.W.MustGrad(false); !gr.MustDefined() || cellMaxAbs(cellValues(gr)) == 0 {
+				t.Errorf("group %d: a flow conv has no gradient", g)
+			}
+		}
+	}
+	// Masked entries get no gradient through the weight.
+	a := m.Flows[0].Cell1.conv0
+	gv, mv := cellValues(a.conv.W.MustGrad(false)), cellValues(a.mask)
+	for i := range gv {
+		if mv[i] == 0 && gv[i] != 0 {
+			t.Fatalf("masked weight %d has gradient %g", i, gv[i])
 		}
 	}
 }
