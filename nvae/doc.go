@@ -194,7 +194,10 @@
 // log q(z0) − log p(z) instead of the analytic one. The masked weights are
 // in the spectral regulariser, as in NVAE.
 //
-// Not built yet: the BN readjustment before sampling, a forward golden
+// ReadjustBN is NVAE's set_bn before sampling (no config key or models
+// hook calls it yet).
+//
+// Not built yet: a forward golden
 // against PyTorch (fixed weights: KL per group and reconstruction) and the
 // CIFAR-10 parameter count (issue 14).
 package nvae

@@ -721,3 +721,27 @@ func newPairedCellAR(p nn.Path, latents int64) (*PairedCellAR, error) {
 
 // Forward is Cell2(Cell1(z)); the log-determinant is 0.
 func (c *PairedCellAR) Forward(z *ts.Tensor) *ts.Tensor { return c.Cell2.Forward(c.Cell1.Forward(z)) }
+
+// ReadjustBN is NVAE's set_bn (evaluate.py): iters sampling passes of n
+// images at temperature t with batch statistics and no autograd, so the
+// decoder's batch norms move their running statistics (momentum 0.05)
+// toward those of the sampling path, which differ from the training path
+// at t < 1; running statistics are selected again afterwards. It changes
+// the model's buffers: call it on a trained model before sampling, not
+// during training.
+func (m *Model) ReadjustBN(n int64, t float64, iters int) error {
+	if iters < 1 {
+		return fmt.Errorf("nvae: BN readjustment needs at least one iteration, got %d", iters)
+	}
+	m.SetTraining(true)
+	defer m.SetTraining(false)
+	for i := 0; i < iters; i++ {
+		sc := ts.NewScope()
+		_, err := m.Sample(n, t)
+		sc.Close()
+		if err != nil {
+			return fmt.Errorf("nvae: BN readjustment: %w", err)
+		}
+	}
+	return nil
+}

@@ -354,3 +354,36 @@ func TestModelWithFlows(t *testing.T) {
 		}
 	}
 }
+
+// ReadjustBN moves the decoder's running statistics, leaves the
+// encoder's alone (sampling does not run it) and selects running
+// statistics afterwards.
+func TestReadjustBN(t *testing.T) {
+	defer cellBegin(t)()
+	c, d := tinyNVAE()
+	m := newTiny(t, c, d)
+	dec, enc := m.Post[0].BatchNorms()[0], m.Pre[0].BatchNorms()[0]
+	dec0, enc0 := cellValues(dec.RunningMean), cellValues(enc.RunningMean)
+	if err := m.ReadjustBN(4, 0.7, 3); err != nil {
+		t.Fatal(err)
+	}
+	dec1, enc1 := cellValues(dec.RunningMean), cellValues(enc.RunningMean)
+	moved := false
+	for i := range dec0 {
+		moved = moved || math.Abs(dec1[i]-dec0[i]) > 1e-7
+	}
+	if !moved {
+		t.Error("decoder batch norm's running mean did not move")
+	}
+	for i := range enc0 {
+		if enc1[i] != enc0[i] {
+			t.Fatalf("encoder batch norm's running mean moved: %v → %v", enc0, enc1)
+		}
+	}
+	if dec.Training || enc.Training {
+		t.Error("batch norms left in training mode")
+	}
+	if err := m.ReadjustBN(4, 1, 0); err == nil {
+		t.Error("ReadjustBN with 0 iterations: want an error")
+	}
+}
