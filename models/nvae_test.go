@@ -8,6 +8,7 @@ import (
 
 	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/train"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -94,4 +95,25 @@ func TestNVAEBuildErrors(t *testing.T) {
 			t.Errorf("%v: error %v, want one naming %s", tc.sets, err, tc.want)
 		}
 	}
+}
+
+// NVAE's captured path on the CPU through RerunGrapher, with the
+// continuous likelihood while mollifying (the phase picked on the device
+// from the step buffer) and the KL warm-up read from the same buffer: the
+// replays give the eager run's parameters and buffers (the step count
+// included) bit for bit.
+func TestNVAECapturedPathMatchesEager(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cfg := captureConfig(t, "nvae_mnist", 8, []string{"data.batch_size=4", "run.device=cpu", "model.nvae.mollified_likelihood=continuous"})
+	eager, _ := trainCaptured(t, cfg, gotch.CPU, config.CUDAGraphOff, nil)
+	g := &train.RerunGrapher{}
+	captured, log := trainCaptured(t, cfg, gotch.CPU, config.CUDAGraphOn, g)
+	if !strings.Contains(log, "captured as CUDA graphs") || g.Captures != 3 {
+		t.Fatalf("%d captures (want 3: mollified loss, update, clean loss); log:\n%s", g.Captures, log)
+	}
+	if s := eager["step"]; len(s) != 1 || s[0] != 8 {
+		t.Errorf("step buffer %v after 8 eager steps, want [8]", s)
+	}
+	compareParams(t, eager, captured, 0)
 }
