@@ -117,3 +117,41 @@ func TestNVAECapturedPathMatchesEager(t *testing.T) {
 	}
 	compareParams(t, eager, captured, 0)
 }
+
+// The CIFAR-10 preset has exactly the parameters of NVAE's reference
+// model with the same options (model.py AutoEncoder with res_mbconv,
+// res_dist, 128 channels, 1 scale, 30 groups of 20 latents, 2 cells per
+// group, 2 pre- and post-process cells, 1 flow, SE, 10 mixtures),
+// instantiated under Debian's python3-torch 1.13.1 and counted with
+// sum(p.numel() for p in model.parameters()): 130,852,480; its
+// spectral regulariser covers NVAE's 610 convolutions and 364 batch norms.
+func TestNVAECIFAR10ParameterCount(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c, err := config.Load("nvae_cifar10", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := nn.NewStore(gotch.CPU)
+	defer s.Close()
+	m, err := Build(c, s.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, p := range s.Parameters() {
+		k := int64(1)
+		for _, d := range p.MustSize() {
+			k *= d
+		}
+		n += k
+	}
+	if n != 130852480 {
+		t.Errorf("%d parameters, want NVAE's 130852480", n)
+	}
+	net := m.(*NVAE).Net
+	convs := len(net.Convs()) + 6*len(net.Flows)
+	if convs != 610 || len(net.BatchNorms()) != 364 {
+		t.Errorf("%d convolutions and %d batch norms, want NVAE's 610 and 364", convs, len(net.BatchNorms()))
+	}
+}
