@@ -24,26 +24,26 @@ type towerItem struct {
 // images in [0, 1] (k/255); the decoder's likelihood is the mixture of
 // logistics.
 type Model struct {
-	Config          config.NVAE
-	Channels        int64 // image channels, 1 or 3
-	Height, Width   int64
-	Groups          int     // latent groups, top first
-	LatentShape     []int64 // (latents, h, w) of every group
-	Stem            *Conv
-	Pre, Post       []*Cell
-	encTower        []towerItem
-	decTower        []towerItem
-	Enc0            *Conv
-	EncSampler      []*Conv // one per group, decoder order
-	DecSampler      []*Conv // one per group but the first (its prior is N(0, 1))
+	Config        config.NVAE
+	Channels      int64 // image channels, 1 or 3
+	Height, Width int64
+	Groups        int     // latent groups, top first
+	LatentShape   []int64 // (latents, h, w) of every group
+	Stem          *Conv
+	Pre, Post     []*Cell
+	encTower      []towerItem
+	decTower      []towerItem
+	Enc0          *Conv
+	EncSampler    []*Conv // one per group, decoder order
+	DecSampler    []*Conv // one per group but the first (its prior is N(0, 1))
 	// Flows are the posterior's flow cells, model.nvae.flows per group in
 	// decoder order (NVAE's nf_cells).
-	Flows []*PairedCellAR
-	PriorFtr0       *ts.Tensor
-	Head            *Conv
-	Balancer        *KLBalancer
-	Spectral        *SpectralReg
-	Warmup          KLWarmup
+	Flows     []*PairedCellAR
+	PriorFtr0 *ts.Tensor
+	Head      *Conv
+	Balancer  *KLBalancer
+	Spectral  *SpectralReg
+	Warmup    KLWarmup
 	// Step is a 0-d float buffer: the optimizer steps Loss has run, read
 	// on the device (KL warm-up, mollified phase) so a captured step reads
 	// no host value; it is saved with the weights, so a resumed run
