@@ -1,7 +1,7 @@
 package config
 
-// NVAE follows NVAE's published CIFAR-10 settings (model.nvae). No model
-// reads it yet (see package nvae); Validate keeps the YAML honest.
+// NVAE holds the settings of package nvae's model (model.nvae); the
+// defaults are NVAE's published CIFAR-10 settings.
 type NVAE struct {
 	Channels          int     `mapstructure:"channels" yaml:"channels"` // encoder and decoder channels
 	LatentScales      int     `mapstructure:"latent_scales" yaml:"latent_scales"`
