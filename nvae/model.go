@@ -102,22 +102,29 @@ func New(p nn.Path, c config.NVAE, d config.Data) (m *Model, err error) {
 		return nil, err
 	}
 	m.convs = append(m.convs, m.Stem)
-	addCell := func(cell *Cell) {
+	mult := int64(1) // channels of the current scale, in units of ch
+	// newCell builds the index-th cell of a tower at the current channels
+	// and lists its convs and batch norms for the spectral regulariser,
+	// which must see every one.
+	newCell := func(tower string, index int, t CellType) (*Cell, error) {
+		cell, err := NewCell(p.Subf("%s.%d", tower, index), t, ch*mult, c.UseSE)
+		if err != nil {
+			return nil, err
+		}
 		m.convs = append(m.convs, cell.Convs()...)
 		m.bns = append(m.bns, cell.BatchNorms()...)
+		return cell, nil
 	}
-	mult := int64(1)
 	for b := 0; b < c.PreprocessBlocks; b++ {
 		for i := 0; i < c.PreprocessCells; i++ {
 			t := NormalPre
 			if i == c.PreprocessCells-1 {
 				t = DownPre
 			}
-			cell, err := NewCell(p.Subf("pre_process.%d", len(m.Pre)), t, ch*mult, c.UseSE)
+			cell, err := newCell("pre_process", len(m.Pre), t)
 			if err != nil {
 				return nil, err
 			}
-			addCell(cell)
 			m.Pre = append(m.Pre, cell)
 			if t == DownPre {
 				mult *= 2
@@ -128,11 +135,10 @@ func New(p nn.Path, c config.NVAE, d config.Data) (m *Model, err error) {
 	for s := 0; s < scales; s++ {
 		for g := 0; g < groups; g++ {
 			for i := 0; i < c.CellsPerGroup; i++ {
-				cell, err := NewCell(p.Subf("enc_tower.%d", len(m.encTower)), NormalEnc, ch*mult, c.UseSE)
+				cell, err := newCell("enc_tower", len(m.encTower), NormalEnc)
 				if err != nil {
 					return nil, err
 				}
-				addCell(cell)
 				m.encTower = append(m.encTower, towerItem{cell: cell})
 			}
 			if !(s == scales-1 && g == groups-1) {
@@ -145,11 +151,10 @@ func New(p nn.Path, c config.NVAE, d config.Data) (m *Model, err error) {
 			}
 		}
 		if s < scales-1 {
-			cell, err := NewCell(p.Subf("enc_tower.%d", len(m.encTower)), DownEnc, ch*mult, c.UseSE)
+			cell, err := newCell("enc_tower", len(m.encTower), DownEnc)
 			if err != nil {
 				return nil, err
 			}
-			addCell(cell)
 			m.encTower = append(m.encTower, towerItem{cell: cell})
 			mult *= 2
 		}
@@ -204,11 +209,10 @@ func New(p nn.Path, c config.NVAE, d config.Data) (m *Model, err error) {
 		for g := 0; g < groups; g++ {
 			if !(s == 0 && g == 0) {
 				for i := 0; i < c.CellsPerGroup; i++ {
-					cell, err := NewCell(p.Subf("dec_tower.%d", len(m.decTower)), NormalDec, ch*mult, c.UseSE)
+					cell, err := newCell("dec_tower", len(m.decTower), NormalDec)
 					if err != nil {
 						return nil, err
 					}
-					addCell(cell)
 					m.decTower = append(m.decTower, towerItem{cell: cell})
 				}
 			}
@@ -220,11 +224,10 @@ func New(p nn.Path, c config.NVAE, d config.Data) (m *Model, err error) {
 			m.decTower = append(m.decTower, towerItem{dec: comb})
 		}
 		if s < scales-1 {
-			cell, err := NewCell(p.Subf("dec_tower.%d", len(m.decTower)), UpDec, ch*mult, c.UseSE)
+			cell, err := newCell("dec_tower", len(m.decTower), UpDec)
 			if err != nil {
 				return nil, err
 			}
-			addCell(cell)
 			m.decTower = append(m.decTower, towerItem{cell: cell})
 			mult /= 2
 		}
@@ -235,11 +238,10 @@ func New(p nn.Path, c config.NVAE, d config.Data) (m *Model, err error) {
 			if i == 0 {
 				t = UpPost
 			}
-			cell, err := NewCell(p.Subf("post_process.%d", len(m.Post)), t, ch*mult, c.UseSE)
+			cell, err := newCell("post_process", len(m.Post), t)
 			if err != nil {
 				return nil, err
 			}
-			addCell(cell)
 			m.Post = append(m.Post, cell)
 			if t == UpPost {
 				mult /= 2
