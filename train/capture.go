@@ -28,10 +28,8 @@ type Graph interface {
 	Close()
 }
 
-// Grapher captures graphs. CUDAGrapher captures CUDA graphs; tests use an
-// emulation that reruns the function at each replay, which has the same
-// semantics for a function that writes its results into tensors that
-// outlive it.
+// Grapher captures graphs: NewCUDAGrapher's on a GPU, RerunGrapher's on
+// the CPU (tests).
 type Grapher interface {
 	// Capture records fn; share, when not nil, is a graph whose memory
 	// pool the new one uses too (the two graphs of a step must share it).
@@ -184,7 +182,7 @@ func (t *Trainer) capture(x *ts.Tensor, active bool) (err error) {
 	defer nn.Recover(&err)
 	c := t.captured
 	if c == nil {
-		c = &captured{terms: nil}
+		c = &captured{}
 		t.captured = c
 		if c.leveled, _ = t.Mollifier.(mollification.Leveled); c.leveled != nil {
 			sc := ts.NewScope() // the level outlives the step
@@ -224,11 +222,8 @@ func (t *Trainer) capture(x *ts.Tensor, active bool) (err error) {
 	}
 	params := t.Store.Parameters()
 	clip := t.Options.GradClip
-	var share Graph
-	if c.up != nil {
-		share = c.up
-	}
-	c.loss, err = t.Graphs.Capture(share, func() (err error) {
+	// A recapture (the phase change) shares the update graph's pool.
+	c.loss, err = t.Graphs.Capture(c.up, func() (err error) {
 		defer nn.Recover(&err)
 		sc := ts.NewScope()
 		defer sc.Close()
