@@ -1,11 +1,9 @@
 package nvae
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"runtime"
-	"sort"
 	"strings"
 	"testing"
 
@@ -550,36 +548,13 @@ func buildGoldenUnit(p nn.Path, gc goldenCellCase) (goldenUnit, error) {
 // do the outputs with running statistics.
 func TestCellsMatchPyTorch(t *testing.T) {
 	defer cellBegin(t)()
-	g, meta, err := nn.LoadTensors("testdata/golden_cells.safetensors")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for k := range meta {
-		if k != "torch" {
-			names = append(names, k)
-		}
-	}
-	sort.Strings(names)
-	if len(names) != 11 {
-		t.Fatalf("golden file has cases %v, want 11", names)
-	}
-	for _, name := range names {
+	g := testenv.LoadGolden(t, "testdata/golden_cells.safetensors", 11)
+	for _, name := range g.Cases {
 		t.Run(name, func(t *testing.T) {
 			defer cellBegin(t)()
 			var gc goldenCellCase
-			if err := json.Unmarshal([]byte(meta[name]), &gc); err != nil {
-				t.Fatal(err)
-			}
-			pick := func(prefix string) map[string]*ts.Tensor {
-				out := map[string]*ts.Tensor{}
-				for k, v := range g {
-					if rest, ok := strings.CutPrefix(k, name+"."+prefix); ok {
-						out[rest] = v
-					}
-				}
-				return out
-			}
+			g.Settings(t, name, &gc)
+			pick := func(prefix string) map[string]*ts.Tensor { return g.Pick(name, prefix) }
 
 			cellSeed(t, gc.Seed)
 			s := newCellStore(t)
@@ -610,7 +585,7 @@ func TestCellsMatchPyTorch(t *testing.T) {
 			load()
 			var in []*ts.Tensor
 			for i, n := range u.inputs {
-				x := g[name+"."+n]
+				x := g.Tensors[name+"."+n]
 				if i == 0 {
 					x = x.MustDetachCopy(false).MustSetRequiresGrad(true, true)
 				}
@@ -619,9 +594,9 @@ func TestCellsMatchPyTorch(t *testing.T) {
 			const tol = 1e-5
 			u.setTraining(true)
 			y := u.forward(in)
-			assertCellClose(t, "training output", y, g[name+".train.out"], tol)
-			y.MustMul(g[name+".r"], false).MustSum(gotch.Float, true).MustBackward()
-			assertCellClose(t, "input gradient", in[0].MustGrad(false), g[name+".grad_x"], tol)
+			assertCellClose(t, "training output", y, g.Tensors[name+".train.out"], tol)
+			y.MustMul(g.Tensors[name+".r"], false).MustSum(gotch.Float, true).MustBackward()
+			assertCellClose(t, "input gradient", in[0].MustGrad(false), g.Tensors[name+".grad_x"], tol)
 			grads := pick("grad.")
 			if len(grads) != len(s.Parameters()) {
 				t.Errorf("PyTorch has %d gradients, the store %d parameters", len(grads), len(s.Parameters()))
@@ -668,13 +643,13 @@ func TestCellsMatchPyTorch(t *testing.T) {
 			}
 			if u.branch != nil {
 				load() // the branch alone, from the same weights and statistics
-				assertCellClose(t, "training branch", u.branch(in), g[name+".train.branch"], tol)
+				assertCellClose(t, "training branch", u.branch(in), g.Tensors[name+".train.branch"], tol)
 			}
 
 			u.setTraining(false)
-			assertCellClose(t, "evaluation output", u.forward(in), g[name+".eval.out"], tol)
+			assertCellClose(t, "evaluation output", u.forward(in), g.Tensors[name+".eval.out"], tol)
 			if u.branch != nil {
-				assertCellClose(t, "evaluation branch", u.branch(in), g[name+".eval.branch"], tol)
+				assertCellClose(t, "evaluation branch", u.branch(in), g.Tensors[name+".eval.branch"], tol)
 			}
 		})
 	}

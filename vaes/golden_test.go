@@ -1,13 +1,12 @@
 package vaes
 
 import (
-	"encoding/json"
 	"math"
 	"sort"
-	"strings"
 	"testing"
 
 	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/internal/testenv"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -94,49 +93,26 @@ func goldenModel(t *testing.T, p nn.Path, gc goldenCase) (setTraining func(bool)
 // with running statistics.
 func TestParityWithPyTorch(t *testing.T) {
 	defer begin(t)()
-	g, meta, err := nn.LoadTensors("testdata/golden.safetensors")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for k := range meta {
-		if k != "torch" {
-			names = append(names, k)
-		}
-	}
-	sort.Strings(names)
-	if len(names) != 6 {
-		t.Fatalf("golden file has cases %v, want 6", names)
-	}
-	for _, name := range names {
+	g := testenv.LoadGolden(t, "testdata/golden.safetensors", 6)
+	for _, name := range g.Cases {
 		t.Run(name, func(t *testing.T) {
 			defer begin(t)()
 			var gc goldenCase
-			if err := json.Unmarshal([]byte(meta[name]), &gc); err != nil {
-				t.Fatal(err)
-			}
-			pick := func(prefix string) map[string]*ts.Tensor {
-				out := map[string]*ts.Tensor{}
-				for k, v := range g {
-					if rest, ok := strings.CutPrefix(k, name+"."+prefix); ok {
-						out[rest] = v
-					}
-				}
-				return out
-			}
+			g.Settings(t, name, &gc)
+			pick := func(prefix string) map[string]*ts.Tensor { return g.Pick(name, prefix) }
 			s := nn.NewStore(gotch.CPU)
 			defer s.Close()
 			setTraining, loss := goldenModel(t, s.Root(), gc)
 			if err := s.Load(pick("w.")); err != nil {
 				t.Fatal(err)
 			}
-			x := g[name+".x_u8"].MustTotype(gotch.Float, false)
+			x := g.Tensors[name+".x_u8"].MustTotype(gotch.Float, false)
 			if gc.Range == config.RangeSigned {
 				x = x.MustDivScalar(ts.FloatScalar(127.5), true).MustSubScalar(ts.FloatScalar(1), true)
 			} else {
 				x = x.MustDivScalar(ts.FloatScalar(255), true)
 			}
-			noise := map[string]*ts.Tensor{"eps": g[name+".eps"], "gamma": g[name+".gamma"]}
+			noise := map[string]*ts.Tensor{"eps": g.Tensors[name+".eps"], "gamma": g.Tensors[name+".gamma"]}
 			check := func(mode string, l nn.Loss) {
 				want := pick(mode + ".")
 				if got, w := scalar(t, l.Total), scalar(t, want["total"]); !closeNats(got, w) {

@@ -1,7 +1,7 @@
-// Package testenv holds helpers for tests that depend on their
-// environment. The GPU check (bench/gpu_check.sh, docs/gpu.md) runs the
-// compiled test binaries on a machine with no Go toolchain, so a test that
-// needs the go tool says so and skips there instead of failing.
+// Package testenv holds helpers the tests of several packages share: a
+// skip for tests that need the go tool (the GPU check, bench/gpu_check.sh,
+// runs compiled test binaries on a machine without one), error-message
+// assertions, and the reading of PyTorch golden files (golden.go).
 package testenv
 
 import (
