@@ -279,11 +279,11 @@ func (t *Trainer) eagerStep(x *ts.Tensor, st StepStats, start time.Time) (_ Step
 	return st, nil
 }
 
-// zeroGrads drops the gradients after an eager step, or zeroes them in
-// place once they belong to captured graphs.
+// zeroGrads drops the gradients after an eager step. Once they belong to
+// captured graphs they are never freed: every later step (a replay, or
+// eagerStep) zeroes them in place before its backward.
 func (t *Trainer) zeroGrads() error {
 	if t.captured != nil {
-		t.zeroGradsInPlace()
 		return nil
 	}
 	return t.Optim.ZeroGrad()
