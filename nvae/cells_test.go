@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mollify/mollify/internal/golden"
 	"github.com/mollify/mollify/internal/testenv"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
@@ -548,7 +549,7 @@ func buildGoldenUnit(p nn.Path, gc goldenCellCase) (goldenUnit, error) {
 // do the outputs with running statistics.
 func TestCellsMatchPyTorch(t *testing.T) {
 	defer cellBegin(t)()
-	g := testenv.LoadGolden(t, "testdata/golden_cells.safetensors", 11)
+	g := golden.Load(t, "testdata/golden_cells.safetensors", 11)
 	for _, name := range g.Cases {
 		t.Run(name, func(t *testing.T) {
 			defer cellBegin(t)()

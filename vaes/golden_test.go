@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/mollify/mollify/config"
-	"github.com/mollify/mollify/internal/testenv"
+	"github.com/mollify/mollify/internal/golden"
 	"github.com/mollify/mollify/nn"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -93,7 +93,7 @@ func goldenModel(t *testing.T, p nn.Path, gc goldenCase) (setTraining func(bool)
 // with running statistics.
 func TestParityWithPyTorch(t *testing.T) {
 	defer begin(t)()
-	g := testenv.LoadGolden(t, "testdata/golden.safetensors", 6)
+	g := golden.Load(t, "testdata/golden.safetensors", 6)
 	for _, name := range g.Cases {
 		t.Run(name, func(t *testing.T) {
 			defer begin(t)()

@@ -1,4 +1,7 @@
-package testenv
+// Package golden reads the PyTorch golden files that packages' testdata
+// scripts (gen_golden*.py) write, for their parity tests. It is apart from
+// internal/testenv because it needs nn, whose own tests use testenv.
+package golden
 
 import (
 	"encoding/json"
@@ -10,18 +13,18 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// Golden is a golden file written by a package's testdata/gen_golden*.py:
+// File is a golden file written by a package's testdata/gen_golden*.py:
 // tensors named "<case>.<part>.<name>" and, in the metadata, one JSON entry
 // of settings per case beside the "torch" version.
-type Golden struct {
+type File struct {
 	Tensors map[string]*ts.Tensor
 	Meta    map[string]string
 	Cases   []string // sorted
 }
 
-// LoadGolden reads path and fails the test unless it holds want cases. The
+// Load reads path and fails the test unless it holds want cases. The
 // tensors belong to the caller's open ts.Scope.
-func LoadGolden(t testing.TB, path string, want int) Golden {
+func Load(t testing.TB, path string, want int) File {
 	t.Helper()
 	g, meta, err := nn.LoadTensors(path)
 	if err != nil {
@@ -37,11 +40,11 @@ func LoadGolden(t testing.TB, path string, want int) Golden {
 	if len(cases) != want {
 		t.Fatalf("golden file has cases %v, want %d", cases, want)
 	}
-	return Golden{Tensors: g, Meta: meta, Cases: cases}
+	return File{Tensors: g, Meta: meta, Cases: cases}
 }
 
 // Settings decodes a case's JSON settings into v.
-func (g Golden) Settings(t testing.TB, name string, v any) {
+func (g File) Settings(t testing.TB, name string, v any) {
 	t.Helper()
 	if err := json.Unmarshal([]byte(g.Meta[name]), v); err != nil {
 		t.Fatal(err)
@@ -50,7 +53,7 @@ func (g Golden) Settings(t testing.TB, name string, v any) {
 
 // Pick returns a case's tensors under prefix ("w.", "grad.", ...), keyed
 // by the rest of their names.
-func (g Golden) Pick(name, prefix string) map[string]*ts.Tensor {
+func (g File) Pick(name, prefix string) map[string]*ts.Tensor {
 	out := map[string]*ts.Tensor{}
 	for k, v := range g.Tensors {
 		if rest, ok := strings.CutPrefix(k, name+"."+prefix); ok {
