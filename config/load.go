@@ -241,16 +241,7 @@ func (s *schema) checkTree(m map[string]any, prefix string) error {
 
 // suggest names the closest key among a section's children.
 func (s *schema) suggest(prefix, name string) string {
-	best, bestD := "", 3
-	for _, c := range s.children[prefix] {
-		d := editDistance(name, c)
-		if len(c) >= 3 && len(name) >= 3 && (strings.HasPrefix(name, c) || strings.HasPrefix(c, name)) {
-			d = min(d, 2) // "optimizer" for "optim"
-		}
-		if d < bestD {
-			best, bestD = c, d
-		}
-	}
+	best := Closest(name, s.children[prefix])
 	where := "the top level"
 	if prefix != "" {
 		where = prefix
@@ -325,19 +316,8 @@ func (s *schema) parseSet(set string) (string, any, error) {
 	if !ok || key == "" {
 		return "", nil, fmt.Errorf("--set %q: want key=value, e.g. --set optim.lr=1e-3", set)
 	}
-	if !s.leaves[key] {
-		if s.sections[key] {
-			return "", nil, fmt.Errorf("--set %q: %q is a section; set one of its keys (%s)", set, key, strings.Join(s.children[key], ", "))
-		}
-		prefix, name := "", key
-		if i := strings.LastIndex(key, "."); i >= 0 {
-			prefix, name = key[:i], key[i+1:]
-		}
-		hint := ""
-		if s.sections[prefix] {
-			hint = s.suggest(prefix, name)
-		}
-		return "", nil, fmt.Errorf("--set %q: unknown key %q%s", set, key, hint)
+	if err := s.checkKey(key); err != nil {
+		return "", nil, fmt.Errorf("--set %q: %w", set, err)
 	}
 	var val any
 	if err := yaml.Unmarshal([]byte(raw), &val); err != nil || val == nil {
