@@ -54,6 +54,10 @@ type Model struct {
 	MollifiedSteps int
 	convs          []*Conv
 	bns            []*BatchNorm
+	// noise, set only by tests, gives group g's posterior noise ε
+	// (decoder order) instead of libtorch's generator, so that a pass can
+	// be compared with a reference run on the same draws.
+	noise func(group int) *ts.Tensor
 }
 
 // New builds NVAE for data d (images in [0, 1], 1 or 3 channels, no
@@ -344,6 +348,15 @@ func sumCHW(t *ts.Tensor) *ts.Tensor {
 	return t.MustSumDimIntlist([]int64{1, 2, 3}, false, t.DType(), false)
 }
 
+// draw samples group g's latent from its posterior q.
+func (m *Model) draw(g int, q Normal) *ts.Tensor {
+	if m.noise != nil {
+		return q.SampleWith(m.noise(g))
+	}
+	z, _ := q.Sample()
+	return z
+}
+
 // Pass is one forward pass: the decoder output and, per group in
 // decoder order (top first), the KL per example (B) summed over C, H, W,
 // plus log q(z|x) and log p(z) per example, summed over all groups.
@@ -395,7 +408,7 @@ func (m *Model) Forward(x *ts.Tensor) (pass Pass, err error) {
 	ftr := elu(m.Enc0.Forward(elu(s)))
 	mu, ls := halves(m.EncSampler[0].Forward(ftr))
 	q := newNormal(mu, ls, 1)
-	z0, _ := q.Sample()
+	z0 := m.draw(0, q)
 	z := m.flow(0, z0)
 	zero := mu.MustZerosLike(false)
 	p := newNormal(zero, zero, 1)
@@ -433,7 +446,7 @@ func (m *Model) Forward(x *ts.Tensor) (pass Pass, err error) {
 			if err != nil {
 				return Pass{}, err
 			}
-			z0, _ := q.Sample()
+			z0 := m.draw(idx, q)
 			z = m.flow(idx, z0)
 			add(q, newNormal(muP, lsP, 1), z0, z)
 		}
