@@ -33,6 +33,10 @@ type Run struct {
 	// CUDA device when the model and mollifier can be captured, else
 	// eager, with one log line), on (an error where it cannot be), off.
 	CUDAGraph string `mapstructure:"cuda_graph" yaml:"cuda_graph"`
+	// TensorBoard writes TensorBoard event files into the run folder: the
+	// numbers of every metrics.jsonl record and the sample grids
+	// (docs/tensorboard.md).
+	TensorBoard bool `mapstructure:"tensorboard" yaml:"tensorboard"`
 }
 
 // run.cuda_graph values.
@@ -259,6 +263,7 @@ func Default() Config {
 			LogEvery:     100,
 			MaxNonFinite: 20,
 			CUDAGraph:    CUDAGraphAuto,
+			TensorBoard:  true,
 		},
 		Data: Data{
 			Dataset:        DatasetMoG,

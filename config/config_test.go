@@ -448,3 +448,41 @@ func TestImageConfigLoads(t *testing.T) {
 		t.Errorf("%+v", c.Mollification)
 	}
 }
+
+// run.tensorboard is on unless turned off, survives the resolved copy
+// (so a resumed run keeps it), and a wrong value or a typo names the key.
+func TestTensorBoardKey(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sets []string
+		want bool
+	}{
+		{"default", nil, true},
+		{"off", []string{"run.tensorboard=false"}, false},
+		{"on", []string{"run.tensorboard=true"}, true},
+	} {
+		c, err := Load("glow_cifar10", tc.sets)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		path, err := c.Save(filepath.Join(t.TempDir(), "run"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Load(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Run.TensorBoard != tc.want || back.Run.TensorBoard != tc.want {
+			t.Errorf("%s: run.tensorboard %v, reloaded %v, want %v", tc.name, c.Run.TensorBoard, back.Run.TensorBoard, tc.want)
+		}
+	}
+	for _, tc := range []struct{ set, want string }{
+		{"run.tensorboard=maybe", "'run.tensorboard' cannot parse value as 'bool'"},
+		{"run.tensorbord=false", `did you mean "run.tensorboard"?`},
+	} {
+		if _, err := Load("", []string{tc.set}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--set %s: error %v, want %q", tc.set, err, tc.want)
+		}
+	}
+}
