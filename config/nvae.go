@@ -28,6 +28,17 @@ type NVAE struct {
 	// proper density on all of R^C. Clean batches and evaluation always use
 	// the discretized one. Package nvae's doc explains both.
 	MollifiedLikelihood string `mapstructure:"mollified_likelihood" yaml:"mollified_likelihood"`
+	// IWSamples is K of the importance-weighted bound on log p(x) that
+	// evaluation reports in bits/dim; 1 is the ELBO. NVAE's evaluate.py
+	// reports its final numbers with 1000; each sample is a forward pass.
+	IWSamples int `mapstructure:"iw_samples" yaml:"iw_samples"`
+	// ReadjustBN turns on NVAE's BN-statistics readjustment before
+	// sampling (evaluate.py --readjust_bn): ReadjustBNIters sampling passes
+	// of ReadjustBNBatch images at the sampling temperature with batch
+	// statistics, NVAE's iter=500 and num_samples=36.
+	ReadjustBN      bool `mapstructure:"readjust_bn" yaml:"readjust_bn"`
+	ReadjustBNIters int  `mapstructure:"readjust_bn_iters" yaml:"readjust_bn_iters"`
+	ReadjustBNBatch int  `mapstructure:"readjust_bn_batch" yaml:"readjust_bn_batch"`
 }
 
 // Values of model.nvae.mollified_likelihood.
@@ -44,6 +55,8 @@ func DefaultNVAE() NVAE {
 		Flows: 1, Mixtures: 10, UseSE: true,
 		KLAnnealPortion: 0.3, KLConstPortion: 1e-4, KLConstCoeff: 1e-4, WeightDecayNorm: 1e-2,
 		MollifiedLikelihood: NVAELikelihoodDiscretized,
+		// NVAE's evaluate.py: readjustment off unless asked for.
+		IWSamples: 1, ReadjustBN: false, ReadjustBNIters: 500, ReadjustBNBatch: 36,
 	}
 }
 
@@ -75,4 +88,15 @@ func (n NVAE) check(k *checker) {
 	k.positiveFloat("model.nvae.kl_const_coeff", n.KLConstCoeff)
 	k.nonNegativeFloat("model.nvae.weight_decay_norm", n.WeightDecayNorm)
 	k.oneOf("model.nvae.mollified_likelihood", n.MollifiedLikelihood, NVAELikelihoodDiscretized, NVAELikelihoodContinuous)
+	if n.IWSamples < 1 {
+		k.addf("model.nvae.iw_samples must be ≥ 1 (1 is the ELBO), got %d", n.IWSamples)
+	}
+	if n.ReadjustBN {
+		if n.ReadjustBNIters < 1 {
+			k.addf("model.nvae.readjust_bn_iters must be ≥ 1 when readjust_bn is true (NVAE uses 500), got %d", n.ReadjustBNIters)
+		}
+		if n.ReadjustBNBatch < 2 {
+			k.addf("model.nvae.readjust_bn_batch must be ≥ 2 when readjust_bn is true (batch statistics need two images; NVAE uses 36), got %d", n.ReadjustBNBatch)
+		}
+	}
 }

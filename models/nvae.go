@@ -23,14 +23,22 @@ func init() { Register(config.ModelNVAE, newNVAE) }
 //     model's step buffer, which Loss advances, so they follow the
 //     trainer's step as long as Loss is called once per optimizer step.
 //   - LogProb, Evaluate and Sample use the running statistics and no
-//     autograd. LogProb is the ELBO (K = 1) of the discretized likelihood:
+//     autograd. LogProb is the importance-weighted bound with K =
+//     model.nvae.iw_samples (1: the ELBO) of the discretized likelihood:
 //     a lower bound on log P(x) of the 8-bit values, so bits/dim need no
 //     offset (nvae's doc).
+//   - With model.nvae.readjust_bn, Sample first readjusts the batch-norm
+//     statistics as NVAE does (nvae.Model.SampleReadjusted); the trained
+//     statistics are restored after it.
 type NVAE struct {
 	imageLikelihood
 	Net *nvae.Model
-	// EvalSamples is the K of LogProb's importance-weighted bound.
+	// EvalSamples is the K of LogProb's importance-weighted bound
+	// (model.nvae.iw_samples).
 	EvalSamples int
+	// Readjust, when not nil, readjusts BN statistics before sampling
+	// (model.nvae.readjust_bn*).
+	Readjust *nvae.Readjust
 }
 
 func newNVAE(c *config.Config, p nn.Path) (train.Model, error) {
@@ -50,7 +58,11 @@ func newNVAE(c *config.Config, p nn.Path) (train.Model, error) {
 	if err := net.SetSchedule(c.Run.Iterations, moll); err != nil {
 		return nil, fmt.Errorf("models: building nvae: %w", err)
 	}
-	return &NVAE{imageLikelihood: lik, Net: net, EvalSamples: 1}, nil
+	m := &NVAE{imageLikelihood: lik, Net: net, EvalSamples: c.Model.NVAE.IWSamples}
+	if n := c.Model.NVAE; n.ReadjustBN {
+		m.Readjust = &nvae.Readjust{Batch: int64(n.ReadjustBNBatch), Iters: n.ReadjustBNIters}
+	}
+	return m, nil
 }
 
 // Loss is the mean training objective in nats per example with terms
@@ -72,19 +84,31 @@ func (m *NVAE) LogProb(x *ts.Tensor) (*ts.Tensor, error) {
 	return m.LogLikelihood(x, m.EvalSamples)
 }
 
-// Evaluate returns batch means: "elbo" (nats per example) and "bpd".
+// Evaluate returns batch means: "elbo" (nats per example) and "bpd" of
+// the EvalSamples-sample importance-weighted bound, the ELBO's when it is
+// 1, and with more samples that bound as "log_likelihood" (nats), all
+// from the same draws.
 func (m *NVAE) Evaluate(x *ts.Tensor) (map[string]*ts.Tensor, error) {
-	elbo, err := m.LogLikelihood(x, 1)
+	m.Net.SetTraining(false)
+	elbo, iw, err := m.Net.Bounds(x, m.EvalSamples)
 	if err != nil {
 		return nil, err
 	}
-	mean := elbo.MustMean(elbo.DType(), true)
-	return map[string]*ts.Tensor{"elbo": mean, "bpd": m.bpdTensor(mean.MustNeg(false))}, nil
+	ll := iw.MustMean(iw.DType(), true)
+	out := map[string]*ts.Tensor{"elbo": elbo.MustMean(elbo.DType(), true), "bpd": m.bpdTensor(ll.MustNeg(false))}
+	if m.EvalSamples > 1 {
+		out["log_likelihood"] = ll
+	}
+	return out, nil
 }
 
-// Sample draws n images in [0, 1], latents at the given temperature.
+// Sample draws n images in [0, 1], latents at the given temperature,
+// with readjusted BN statistics when Readjust is set.
 func (m *NVAE) Sample(n int64, temperature float64) (*ts.Tensor, error) {
 	m.Net.SetTraining(false)
+	if m.Readjust != nil {
+		return m.Net.SampleReadjusted(n, temperature, *m.Readjust)
+	}
 	return m.Net.Sample(n, temperature)
 }
 

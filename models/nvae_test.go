@@ -155,3 +155,71 @@ func TestNVAECIFAR10ParameterCount(t *testing.T) {
 		t.Errorf("%d convolutions and %d batch norms, want NVAE's 610 and 364", convs, len(net.BatchNorms()))
 	}
 }
+
+// model.nvae.iw_samples and readjust_bn* reach the model: Evaluate's
+// bits/dim come from the K-sample bound (reported as log_likelihood, at
+// least the ELBO of the same draws), and Sample readjusts the batch-norm
+// statistics first, leaving the trained ones in place.
+func TestNVAEEvaluationSettings(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	sc := ts.NewScope()
+	defer sc.Close()
+	c, err := config.Load("nvae_mnist", []string{"data.batch_size=4", "model.nvae.iw_samples=3",
+		"model.nvae.readjust_bn=true", "model.nvae.readjust_bn_iters=2", "model.nvae.readjust_bn_batch=4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := nn.NewStore(gotch.CPU)
+	defer s.Close()
+	b, err := Build(c, s.Root())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := b.(*NVAE)
+	if m.EvalSamples != 3 || m.Readjust == nil || m.Readjust.Batch != 4 || m.Readjust.Iters != 2 {
+		t.Fatalf("EvalSamples %d, Readjust %+v; want 3 and {4 2}", m.EvalSamples, m.Readjust)
+	}
+	x := ts.MustRandint(256, []int64{4, 1, 32, 32}, gotch.Float, gotch.CPU).MustDivScalar(ts.FloatScalar(255), true)
+	ev, err := m.Evaluate(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev["log_likelihood"] == nil {
+		t.Fatalf("Evaluate with iw_samples 3 has no log_likelihood: %v", ev)
+	}
+	elbo, ll, bpd := ev["elbo"].Float64Values(false)[0], ev["log_likelihood"].Float64Values(false)[0], ev["bpd"].Float64Values(false)[0]
+	if !(ll >= elbo) {
+		t.Errorf("3-sample bound %g below the ELBO %g of the same draws", ll, elbo)
+	}
+	if want := -ll / (1024 * math.Ln2); math.Abs(bpd-want) > 1e-4*math.Abs(want) {
+		t.Errorf("bpd %g, want −log_likelihood/(D ln 2) = %g", bpd, want)
+	}
+	bn := m.Net.Post[0].BatchNorms()[0].RunningMean
+	before := bn.MustDetachCopy(false)
+	ts.ManualSeed(3)
+	got, err := m.Sample(3, 0.7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.ManualSeed(3)
+	if plain, _ := m.Net.Sample(3, 0.7); got.MustEqual(plain, false) {
+		t.Error("Sample with readjust_bn drew the samples of plain sampling: nothing was readjusted")
+	}
+	if !bn.MustEqual(before, false) {
+		t.Error("Sample with readjust_bn left readjusted statistics in the model")
+	}
+
+	c, err = config.Load("nvae_mnist", []string{"data.batch_size=4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := nn.NewStore(gotch.CPU)
+	defer s2.Close()
+	if b, err = Build(c, s2.Root()); err != nil {
+		t.Fatal(err)
+	}
+	if m := b.(*NVAE); m.EvalSamples != 1 || m.Readjust != nil {
+		t.Errorf("shipped nvae_mnist: EvalSamples %d, Readjust %+v; want 1 and none", m.EvalSamples, m.Readjust)
+	}
+}

@@ -58,6 +58,8 @@ type Model struct {
 	// (decoder order) instead of libtorch's generator, so that a pass can
 	// be compared with a reference run on the same draws.
 	noise func(group int) *ts.Tensor
+	// readjusted: the last readjusted BN statistics (SampleReadjusted).
+	readjusted *readjusted
 }
 
 // New builds NVAE for data d (images in [0, 1], 1 or 3 channels, no
@@ -517,9 +519,18 @@ func (m *Model) Loss(x *ts.Tensor) (l nn.Loss, err error) {
 // discretized log p(x) per example in nats, (B): logmeanexp over k
 // draws of log p(x|z) + log p(z) − log q(z|x); k = 1 is the ELBO. It runs
 // without autograd in whatever batch-norm mode is set.
-func (m *Model) LogLikelihood(x *ts.Tensor, k int) (out *ts.Tensor, err error) {
+func (m *Model) LogLikelihood(x *ts.Tensor, k int) (*ts.Tensor, error) {
+	_, iw, err := m.Bounds(x, k)
+	return iw, err
+}
+
+// Bounds are the ELBO and the k-sample importance-weighted bound per
+// example in nats, (B) each, from the same k draws: the mean and the
+// logmeanexp of log p(x|z) + log p(z) − log q(z|x). It runs without
+// autograd in whatever batch-norm mode is set.
+func (m *Model) Bounds(x *ts.Tensor, k int) (elbo, iw *ts.Tensor, err error) {
 	if k < 1 {
-		return nil, fmt.Errorf("nvae: importance samples must be ≥ 1, got %d", k)
+		return nil, nil, fmt.Errorf("nvae: importance samples must be ≥ 1 (model.nvae.iw_samples), got %d", k)
 	}
 	defer nn.Recover(&err)
 	sc := ts.NewScope()
@@ -541,13 +552,15 @@ func (m *Model) LogLikelihood(x *ts.Tensor, k int) (out *ts.Tensor, err error) {
 			}
 			ws = append(ws, lp.MustAdd(pass.LogP, false).MustSub(pass.LogQ, true))
 		}
-		out = ts.MustStack(ws, 0).MustLogsumexp([]int64{0}, false, true).MustSubScalar(ts.FloatScalar(math.Log(float64(k))), true)
+		w := ts.MustStack(ws, 0)
+		elbo = w.MustMeanDim([]int64{0}, false, w.DType(), false)
+		iw = w.MustLogsumexp([]int64{0}, false, false).MustSubScalar(ts.FloatScalar(math.Log(float64(k))), true)
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	sc.Keep(out)
-	return out, nil
+	sc.Keep(elbo, iw)
+	return elbo, iw, nil
 }
 
 // Sample draws n images in [0, 1] (n, C, H, W): every group's latent from
@@ -736,6 +749,94 @@ func newPairedCellAR(p nn.Path, latents int64) (*PairedCellAR, error) {
 
 // Forward is Cell2(Cell1(z)); the log-determinant is 0.
 func (c *PairedCellAR) Forward(z *ts.Tensor) *ts.Tensor { return c.Cell2.Forward(c.Cell1.Forward(z)) }
+
+// Readjust is NVAE's BN readjustment before sampling
+// (model.nvae.readjust_bn_iters passes of readjust_bn_batch images).
+type Readjust struct {
+	Batch int64
+	Iters int
+}
+
+// readjusted caches the running statistics ReadjustBN gave at one step
+// count, temperature and setting, so that the many Sample calls of one
+// evaluation (FID's batches) readjust once.
+type readjusted struct {
+	step, t float64
+	r       Readjust
+	stats   []*ts.Tensor // running mean and variance of every batch norm
+}
+
+func (m *Model) runningStats() []*ts.Tensor {
+	var out []*ts.Tensor
+	for _, b := range m.bns {
+		out = append(out, b.RunningMean, b.RunningVar)
+	}
+	return out
+}
+
+// copyStats copies src into dst in place, pairwise.
+func copyStats(dst, src []*ts.Tensor) {
+	ts.NoGrad(func() {
+		for i := range dst {
+			dst[i].Copy_(src[i])
+		}
+	})
+}
+
+// SampleReadjusted is Sample with NVAE's readjusted BN statistics
+// (evaluate.py --readjust_bn): ReadjustBN(r.Batch, t, r.Iters) first, then
+// Sample(n, t) with the readjusted running statistics. The trained
+// statistics are put back afterwards, so evaluation and training never
+// see the readjusted ones; those are kept aside and reused by the next
+// call at the same step (Step), temperature and r, so a long run of
+// sampling calls readjusts once. It reads Step on the host: call it
+// between training steps, never inside one.
+func (m *Model) SampleReadjusted(n int64, t float64, r Readjust) (out *ts.Tensor, err error) {
+	if r.Batch < 2 || r.Iters < 1 {
+		return nil, fmt.Errorf("nvae: BN readjustment needs a batch ≥ 2 and ≥ 1 iteration (model.nvae.readjust_bn_batch, readjust_bn_iters), got %d and %d", r.Batch, r.Iters)
+	}
+	defer nn.Recover(&err)
+	live := m.runningStats()
+	trained := make([]*ts.Tensor, len(live))
+	sc := ts.NewScope()
+	defer sc.Close()
+	for i, x := range live {
+		trained[i] = x.MustDetachCopy(false)
+	}
+	defer copyStats(live, trained)
+	step := m.Step.Float64Values(false)[0]
+	if c := m.readjusted; c != nil && c.step == step && c.t == t && c.r == r {
+		copyStats(live, c.stats)
+	} else {
+		m.dropReadjusted()
+		if err := m.ReadjustBN(r.Batch, t, r.Iters); err != nil {
+			return nil, err
+		}
+		c := &readjusted{step: step, t: t, r: r}
+		for _, x := range live {
+			k := x.MustDetachCopy(false)
+			sc.Detach(k)
+			c.stats = append(c.stats, k)
+		}
+		m.readjusted = c
+	}
+	m.SetTraining(false)
+	if out, err = m.Sample(n, t); err != nil {
+		return nil, err
+	}
+	sc.Keep(out)
+	return out, nil
+}
+
+func (m *Model) dropReadjusted() {
+	if m.readjusted == nil {
+		return
+	}
+	for _, x := range m.readjusted.stats {
+		x.MustDrop()
+	}
+	m.readjusted = nil
+}
 
 // ReadjustBN is NVAE's set_bn (evaluate.py): iters sampling passes of n
 // images at temperature t with batch statistics and no autograd, so the

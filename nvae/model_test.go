@@ -387,3 +387,145 @@ func TestReadjustBN(t *testing.T) {
 		t.Error("ReadjustBN with 0 iterations: want an error")
 	}
 }
+
+// Bounds gives the ELBO and the importance-weighted bound from the same
+// draws: with injected noise, both are the mean and the logmeanexp of the
+// per-draw log weights, each draw replayed alone with LogLikelihood(x, 1).
+func TestBoundsFromTheSameDraws(t *testing.T) {
+	defer cellBegin(t)()
+	c, d := tinyNVAE()
+	m := newTiny(t, c, d)
+	m.SetTraining(false)
+	x := gridBatch(3, 1, 8)
+	const k = 3
+	draws := make([][]*ts.Tensor, k) // draws[i][g]
+	for i := range draws {
+		for g := 0; g < m.Groups; g++ {
+			h := int64(2) << (g / c.GroupsPerScale)
+			draws[i] = append(draws[i], ts.MustRandn([]int64{3, m.LatentShape[0], h, h}, gotch.Float, gotch.CPU))
+		}
+	}
+	call := 0
+	m.noise = func(g int) *ts.Tensor {
+		i := call / m.Groups
+		call++
+		return draws[i%k][g]
+	}
+	elbo, iw, err := m.Bounds(x, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w [k][]float64
+	for i := range w {
+		call = i * m.Groups
+		one, err := m.LogLikelihood(x, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w[i] = cellValues(one)
+	}
+	e, v := cellValues(elbo), cellValues(iw)
+	for b := range e {
+		mean, mx := 0.0, math.Inf(-1)
+		for i := range w {
+			mean += w[i][b] / k
+			mx = max(mx, w[i][b])
+		}
+		var s float64
+		for i := range w {
+			s += math.Exp(w[i][b] - mx)
+		}
+		lme := mx + math.Log(s/k)
+		if math.Abs(e[b]-mean) > 1e-4*math.Abs(mean) || math.Abs(v[b]-lme) > 1e-4*math.Abs(lme) {
+			t.Errorf("example %d: elbo %g, iw %g; want %g and %g from the draws", b, e[b], v[b], mean, lme)
+		}
+		if !(v[b] >= e[b]) {
+			t.Errorf("example %d: importance-weighted bound %g below the ELBO %g", b, v[b], e[b])
+		}
+	}
+	if _, _, err := m.Bounds(x, 0); err == nil || !strings.Contains(err.Error(), "model.nvae.iw_samples") {
+		t.Errorf("Bounds with k = 0: error %v, want one naming model.nvae.iw_samples", err)
+	}
+}
+
+// SampleReadjusted is ReadjustBN then Sample, with the trained statistics
+// put back afterwards; at the same step, temperature and setting it reuses
+// the readjusted statistics without sampling again, and a new step
+// readjusts anew.
+func TestSampleReadjusted(t *testing.T) {
+	defer cellBegin(t)()
+	c, d := tinyNVAE()
+	m := newTiny(t, c, d)
+	live := m.runningStats()
+	keep := func() []*ts.Tensor {
+		out := make([]*ts.Tensor, len(live))
+		for i, x := range live {
+			out[i] = x.MustDetachCopy(false)
+		}
+		return out
+	}
+	same := func(what string, a, b []*ts.Tensor) {
+		t.Helper()
+		for i := range a {
+			if !a[i].MustEqual(b[i], false) {
+				t.Fatalf("%s: running statistic %d differs", what, i)
+			}
+		}
+	}
+	trained := keep()
+	r := Readjust{Batch: 4, Iters: 3}
+	ts.ManualSeed(5)
+	got, err := m.SampleReadjusted(5, 0.7, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same("after SampleReadjusted", live, trained)
+
+	ts.ManualSeed(5)
+	if err := m.ReadjustBN(r.Batch, 0.7, r.Iters); err != nil {
+		t.Fatal(err)
+	}
+	readjusted := keep()
+	moved := false
+	for i := range live {
+		moved = moved || !readjusted[i].MustEqual(trained[i], false)
+	}
+	if !moved {
+		t.Fatal("ReadjustBN moved no running statistic")
+	}
+	want, err := m.Sample(5, 0.7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.MustEqual(want, false) {
+		t.Error("SampleReadjusted differs from ReadjustBN then Sample from the same seed")
+	}
+
+	// Cached: the same draws as Sample with the readjusted statistics.
+	ts.ManualSeed(9)
+	want, _ = m.Sample(5, 0.7)
+	copyStats(live, trained)
+	ts.ManualSeed(9)
+	if got, err = m.SampleReadjusted(5, 0.7, r); err != nil {
+		t.Fatal(err)
+	}
+	if !got.MustEqual(want, false) {
+		t.Error("a second SampleReadjusted at the same step readjusted again instead of reusing the statistics")
+	}
+	same("after the cached SampleReadjusted", live, trained)
+
+	// A new step (or temperature) readjusts again.
+	ts.NoGrad(func() { m.Step.MustAddScalar_(ts.FloatScalar(1)) })
+	if _, err = m.SampleReadjusted(5, 0.7, r); err != nil {
+		t.Fatal(err)
+	}
+	if m.readjusted.step != 1 {
+		t.Errorf("cache at step %g after a training step, want 1", m.readjusted.step)
+	}
+	same("after readjusting at a new step", live, trained)
+	for _, bad := range []Readjust{{Batch: 1, Iters: 3}, {Batch: 4, Iters: 0}} {
+		if _, err := m.SampleReadjusted(2, 1, bad); err == nil || !strings.Contains(err.Error(), "readjust_bn") {
+			t.Errorf("%+v: error %v, want one naming model.nvae.readjust_bn_*", bad, err)
+		}
+	}
+}
