@@ -15,6 +15,15 @@
 //     VAEs); bits/dim are reported by evaluation hooks.
 //   - A run folder holds config.yaml (the resolved config), metrics.jsonl,
 //     checkpoints/ckpt-<step>.safetensors and whatever the hooks write.
+//   - With run.tensorboard (Options.TensorBoard, on by default) every
+//     RunUntil also writes a TensorBoard event file into the run folder
+//     (package train/tensorboard, tensorboard_hook.go): each numeric value
+//     of each Metric record as a scalar <kind>/<key> at the record's step
+//     (booleans as 0/1), and the PNGs hooks pass to Trainer.Image. A
+//     resumed run opens a new file that starts with SessionLog START at
+//     the step after its checkpoint, so TensorBoard drops what the killed
+//     run logged past it. Event files hold wall times: they are not part
+//     of the resume-equality check (docs/tensorboard.md).
 //   - Steps are 0-based; "step N" in metrics and checkpoints counts steps
 //     done.
 package train

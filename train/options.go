@@ -23,6 +23,8 @@ type Options struct {
 	Keep            int
 	// CUDAGraph is run.cuda_graph: auto, on or off (see CaptureMode).
 	CUDAGraph string
+	// TensorBoard is run.tensorboard: write TensorBoard event files.
+	TensorBoard bool
 	// RunConfig is stored in every checkpoint's metadata (the resolved
 	// config, so a checkpoint says how it was made); it may be empty.
 	RunConfig string
@@ -64,6 +66,7 @@ func NewOptions(c *config.Config) (Options, error) {
 		CheckpointEvery: c.Output.CheckpointEvery,
 		Keep:            c.Output.Keep,
 		CUDAGraph:       c.Run.CUDAGraph,
+		TensorBoard:     c.Run.TensorBoard,
 		RunConfig:       string(y),
 	}, nil
 }

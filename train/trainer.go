@@ -14,6 +14,7 @@ import (
 
 	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/train/tensorboard"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -103,6 +104,7 @@ type Trainer struct {
 	nonFinite int // consecutive skipped steps
 	skipped   int // skipped steps in total
 	metrics   *os.File
+	board     *tensorboard.Writer // TensorBoard events of this RunUntil (tensorboard_hook.go)
 	lastCkpt  string
 	buffers   *nn.BufferSnapshot // model buffers before the current step
 	termNames []string           // the loss terms of an eager step, sorted
@@ -132,7 +134,8 @@ func (t *Trainer) logger() io.Writer {
 	return t.Log
 }
 
-// Metric appends a record to metrics.jsonl with the current step.
+// Metric appends a record to metrics.jsonl with the current step, and
+// its numbers to the TensorBoard event file (run.tensorboard).
 func (t *Trainer) Metric(kind string, values map[string]any) error {
 	if t.metrics == nil {
 		f, err := os.OpenFile(filepath.Join(t.Dir, metricsName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -141,7 +144,8 @@ func (t *Trainer) Metric(kind string, values map[string]any) error {
 		}
 		t.metrics = f
 	}
-	rec := map[string]any{"kind": kind, "step": t.step, "time": time.Now().UTC().Format(time.RFC3339Nano)}
+	now := time.Now()
+	rec := map[string]any{"kind": kind, "step": t.step, "time": now.UTC().Format(time.RFC3339Nano)}
 	for k, v := range values {
 		if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
 			v = fmt.Sprint(f) // JSON has no NaN
@@ -152,8 +156,10 @@ func (t *Trainer) Metric(kind string, values map[string]any) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.metrics.Write(append(b, '\n'))
-	return err
+	if _, err = t.metrics.Write(append(b, '\n')); err != nil {
+		return err
+	}
+	return t.boardScalars(kind, values, now)
 }
 
 // lrAt is the learning rate of a 0-based step under the schedule.
@@ -338,7 +344,11 @@ func (t *Trainer) RunUntil(stop int) (err error) {
 			t.metrics.Close()
 			t.metrics = nil
 		}
+		err = errors.Join(err, t.closeBoard())
 	}()
+	if err := t.openBoard(); err != nil {
+		return err
+	}
 	if t.buffers == nil {
 		if t.buffers, err = t.Store.NewBufferSnapshot(); err != nil {
 			return err

@@ -352,3 +352,32 @@ func Scalars(evs []Event) map[string]map[int64]float32 {
 	}
 	return out
 }
+
+// Merged reads event files in order and keeps what TensorBoard's reader
+// keeps from a run folder's files: in a file whose version is
+// "brain.Event:2", a SessionLog START at step s drops every event read
+// before it with a step of s or more (EventAccumulator's purge of
+// orphaned data after a restart).
+func Merged(files []string) ([]Event, error) {
+	var out []Event
+	for _, f := range files {
+		evs, err := ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		version2 := len(evs) > 0 && evs[0].FileVersion == "brain.Event:2"
+		for _, ev := range evs {
+			if version2 && ev.HasSessionLog && ev.SessionStatus == 1 {
+				kept := out[:0]
+				for _, o := range out {
+					if o.Step < ev.Step {
+						kept = append(kept, o)
+					}
+				}
+				out = kept
+			}
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
