@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 
 	"github.com/mollify/mollify/config"
@@ -236,7 +237,14 @@ func (e *Images) samples(t *train.Trainer) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := plots.SavePNG(filepath.Join(t.Dir, "samples", fmt.Sprintf("step-%09d.png", t.Steps())), img); err != nil {
+	gridPath := filepath.Join(t.Dir, "samples", fmt.Sprintf("step-%09d.png", t.Steps()))
+	if err := plots.SavePNG(gridPath, img); err != nil {
+		return err
+	}
+	// The same PNG, byte for byte, goes to TensorBoard (run.tensorboard).
+	if png, err := os.ReadFile(gridPath); err != nil {
+		return err
+	} else if err := t.Image("samples", png); err != nil {
 		return err
 	}
 	e.strip.Rows = append(e.strip.Rows, pix[:stripCols*C*H*W])
