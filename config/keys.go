@@ -14,6 +14,12 @@ func CheckKey(key string) error {
 	return schemaOf(reflect.TypeOf(Config{})).checkKey(strings.ToLower(strings.TrimSpace(key)))
 }
 
+// IsSection reports whether key ("mollification") is a section of the
+// schema, whose keys are set one by one.
+func IsSection(key string) bool {
+	return schemaOf(reflect.TypeOf(Config{})).sections[strings.ToLower(strings.TrimSpace(key))]
+}
+
 // Closest returns the candidate nearest to name (edit distance below 3,
 // or a prefix of at least 3 letters either way), or "" if none is close.
 func Closest(name string, candidates []string) string {

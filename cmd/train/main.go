@@ -3,6 +3,7 @@
 //	go run ./cmd/train -config realnvp_mog
 //	go run ./cmd/train -config glow_cifar10 --set run.device=cuda:0 --set optim.lr=5e-4
 //	go run ./cmd/train -resume runs/realnvp_mog-20261127-101500
+//	go run ./cmd/train -sweep sweeps/toy.yaml -index 3
 //
 // -config takes a path, or NAME for configs/NAME.yaml (also embedded in the
 // binary). -resume continues the run in a folder from its newest
@@ -10,6 +11,17 @@
 // the run there, so a preempted job can always be restarted with the same
 // command. With -resume and -config, the two must describe the same run;
 // with -resume alone, --set overrides the saved config (e.g. run.device).
+//
+// -sweep FILE -index I trains run I of a sweep file (cmd/sweep plan lists
+// them) in its folder OUT_DIR/ID, started or resumed as -resume does, and
+// returns at once if the run is done; so an array task (Slurm, Kubernetes)
+// can rerun the same command after a preemption. The worker holds
+// OUT_DIR/ID/.lock while it runs and appends its output to train.log there.
+// --set may then change only settings that leave the run id alone
+// (run.device, run.threads, ...: experiments.IgnoredInID).
+//
+// A run that finishes writes done.json (steps, wall seconds, time) into its
+// folder.
 package main
 
 import (
@@ -39,9 +51,13 @@ func (s *setFlags) String() string     { return strings.Join(*s, ",") }
 func (s *setFlags) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	err := run(os.Args[1:])
+	if err != nil {
 		// The train package's own errors already start with "train: ".
 		fmt.Fprintln(os.Stderr, "train:", strings.TrimPrefix(err.Error(), "train: "))
+	}
+	closeRunLog() // after the error line, which a sweep's train.log must end with
+	if err != nil {
 		os.Exit(1)
 	}
 }
@@ -52,6 +68,8 @@ func run(args []string) error {
 	name := fs.String("config", "", "config file or name under configs/ (default: demo)")
 	resume := fs.String("resume", "", "run folder to resume (or start, if it has no checkpoint)")
 	runDir := fs.String("run-dir", "", "run folder for a new run (default: run.out_dir/run.name-TIMESTAMP)")
+	sweep := fs.String("sweep", "", "sweep file: train run -index of it in its sweep folder")
+	index := fs.Int("index", -1, "with -sweep: the run's index (0 to runs-1; cmd/sweep plan lists them)")
 	var sets setFlags
 	fs.Var(&sets, "set", "override a config key: --set optim.lr=1e-3 (repeatable)")
 	if err := fs.Parse(args); err != nil {
@@ -59,6 +77,12 @@ func run(args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q (flags go before them; use --set key=value for overrides)", fs.Args())
+	}
+	if *sweep != "" || *index != -1 {
+		if *name != "" || *resume != "" || *runDir != "" {
+			return errors.New("-sweep picks the config and the run folder: drop -config, -resume and -run-dir (the sweep file names the base config; cmd/sweep plan shows the folders)")
+		}
+		return runSweep(*sweep, *index, sets)
 	}
 	var cfg *config.Config
 	var err error
@@ -193,8 +217,18 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 	fmt.Fprintf(os.Stderr, "run %s: %s on %s, %d parameters, %d threads, libtorch %s\n", dir, cfg.Model.Name, cfg.Run.Device, store.NumParams(), nn.Threads(), nn.TorchVersion())
 	start := time.Now()
 	defer t.Close()
+	// A done.json left from before (the run resumed to more iterations)
+	// would mark it finished while it runs.
+	if err := os.Remove(filepath.Join(dir, experiments.DoneName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	if err := t.RunUntil(stop); err != nil {
 		return err
+	}
+	if t.Steps() >= cfg.Run.Iterations {
+		if err := experiments.WriteDone(dir, t.Steps(), time.Since(start)); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(os.Stderr, "done: %d steps in %s, run folder %s\n", t.Steps(), time.Since(start).Round(time.Second), dir)
 	return nil

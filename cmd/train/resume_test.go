@@ -1,103 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
-	"reflect"
-	"sort"
-	"strings"
 	"testing"
 
 	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/internal/testenv"
 )
-
-// runFolder is what a run leaves that a resume must reproduce: the
-// metrics rows keyed by (kind, step) without wall-clock fields, the
-// summary's values, and the list of files.
-type runFolder struct {
-	rows    map[string]map[string]any
-	summary map[string]any
-	files   []string
-	pngs    map[string][]byte // figures, which are deterministic too
-}
-
-// wallClock are the fields that differ between any two runs.
-var wallClock = []string{"time", "step_ms", "data_wait_ms", "seconds"}
-
-func readRunFolder(t *testing.T, dir string) runFolder {
-	t.Helper()
-	var r runFolder
-	b, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.rows = map[string]map[string]any{}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var row map[string]any
-		if err := json.Unmarshal([]byte(line), &row); err != nil {
-			t.Fatalf("metrics.jsonl: %v: %s", err, line)
-		}
-		key := fmt.Sprintf("%v@%v", row["kind"], row["step"])
-		if _, dup := r.rows[key]; dup {
-			t.Errorf("%s: metrics row %s appears twice", dir, key)
-		}
-		for _, k := range wallClock {
-			delete(row, k)
-		}
-		r.rows[key] = row
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "summary.json")); err == nil {
-		if err := json.Unmarshal(b, &r.summary); err != nil {
-			t.Fatal(err)
-		}
-	}
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			rel, _ := filepath.Rel(dir, p)
-			r.files = append(r.files, rel)
-			if strings.HasSuffix(rel, ".png") {
-				if r.pngs == nil {
-					r.pngs = map[string][]byte{}
-				}
-				r.pngs[rel], _ = os.ReadFile(p)
-			}
-		}
-		return err
-	})
-	sort.Strings(r.files)
-	return r
-}
-
-func compareRunFolders(t *testing.T, straight, resumed runFolder) {
-	t.Helper()
-	if !reflect.DeepEqual(straight.files, resumed.files) {
-		t.Errorf("files differ:\nuninterrupted %v\nresumed       %v", straight.files, resumed.files)
-	}
-	for k, want := range straight.rows {
-		if got, ok := resumed.rows[k]; !ok {
-			t.Errorf("metrics row %s missing after resume", k)
-		} else if !reflect.DeepEqual(got, want) {
-			t.Errorf("metrics row %s:\nuninterrupted %v\nresumed       %v", k, want, got)
-		}
-	}
-	for k := range resumed.rows {
-		if _, ok := straight.rows[k]; !ok {
-			t.Errorf("metrics row %s only in the resumed run", k)
-		}
-	}
-	for name, want := range straight.pngs {
-		if got, ok := resumed.pngs[name]; ok && !bytes.Equal(got, want) {
-			t.Errorf("figure %s differs after resume", name)
-		}
-	}
-	if !reflect.DeepEqual(straight.summary, resumed.summary) {
-		t.Errorf("summary.json differs:\nuninterrupted %v\nresumed       %v", straight.summary, resumed.summary)
-	}
-}
 
 // A run killed between checkpoints and resumed leaves the same run folder
 // as an uninterrupted one (issue 11, defect 5): every metrics row once and
@@ -141,7 +50,7 @@ func TestResumedRunFolderMatchesUninterrupted(t *testing.T) {
 			if err := trainRun(cfg, dir, true, cfg.Run.Iterations); err != nil {
 				t.Fatal(err)
 			}
-			compareRunFolders(t, readRunFolder(t, straightDir), readRunFolder(t, dir))
+			testenv.CompareRunFolders(t, testenv.ReadRunFolder(t, straightDir), testenv.ReadRunFolder(t, dir))
 		})
 	}
 }

@@ -1,7 +1,8 @@
 // Package testenv holds helpers the tests of several packages share: a
 // skip for tests that need the go tool (the GPU check, bench/gpu_check.sh,
-// runs compiled test binaries on a machine without one) and error-message
-// assertions. It imports no mollify package, so every package's tests can
+// runs compiled test binaries on a machine without one), error-message
+// assertions, and the run-folder comparison of resume tests (ReadRunFolder,
+// CompareRunFolders: cmd/train, cmd/sweep). It imports no mollify package, so every package's tests can
 // use it (PyTorch golden files: internal/golden).
 package testenv
 
