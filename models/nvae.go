@@ -20,8 +20,8 @@ func init() { Register(config.ModelNVAE, newNVAE) }
 //     runs over run.iterations; the first mollification.Steps steps (when
 //     mollification is enabled) count as mollified, which only matters for
 //     model.nvae.mollified_likelihood=continuous. Both are read from the
-//     model's step buffer, which Loss advances, so they follow the
-//     trainer's step as long as Loss is called once per optimizer step.
+//     model's step buffer on the device, which the trainer sets before
+//     every step (SetStep, train.Stepper), skipped steps included.
 //   - LogProb, Evaluate and Sample use the running statistics and no
 //     autograd. LogProb is the importance-weighted bound with K =
 //     model.nvae.iw_samples (1: the ELBO) of the discretized likelihood:
@@ -111,6 +111,10 @@ func (m *NVAE) Sample(n int64, temperature float64) (*ts.Tensor, error) {
 	}
 	return m.Net.Sample(n, temperature)
 }
+
+// SetStep sets the step buffer the warm-up and the mollified phase read
+// (train.Stepper).
+func (m *NVAE) SetStep(step int) error { return m.Net.SetStep(step) }
 
 // CaptureReady: the step reads nothing on the host (shape checks only;
 // the warm-up coefficient and the mollified phase come from the step

@@ -1,12 +1,14 @@
 package models
 
 import (
+	"bytes"
 	"math"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
 	"github.com/mollify/mollify/train"
 	"github.com/sugarme/gotch"
@@ -221,5 +223,95 @@ func TestNVAEEvaluationSettings(t *testing.T) {
 	}
 	if m := b.(*NVAE); m.EvalSamples != 1 || m.Readjust != nil {
 		t.Errorf("shipped nvae_mnist: EvalSamples %d, Readjust %+v; want 1 and none", m.EvalSamples, m.Readjust)
+	}
+}
+
+// nanImages is fixedImages with NaN batches at the given steps, which the
+// trainer skips (non-finite loss).
+type nanImages struct {
+	fixedImages
+	nan map[int]bool
+}
+
+func (f nanImages) Batch(step int) (*ts.Tensor, error) {
+	x, err := f.fixedImages.Batch(step)
+	if err != nil || !f.nan[step] {
+		return x, err
+	}
+	return x.MustMulScalar(ts.FloatScalar(math.NaN()), true), nil
+}
+
+// The KL warm-up follows the trainer's step count, skipped steps
+// included, eager and captured (RerunGrapher): steps 4 and 5 have NaN
+// batches and are skipped, and every step's kl_coeff is still the
+// schedule's value at that step (the step buffer, which the skip restores
+// with the batch-norm statistics, used to lag by the skipped steps).
+func TestNVAEWarmupFollowsTrainerThroughSkippedSteps(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const steps = 9
+	cfg := captureConfig(t, "nvae_mnist", steps, []string{"data.batch_size=4", "run.device=cpu",
+		"model.nvae.kl_anneal_portion=1", "run.max_nonfinite=3"})
+	for _, mode := range []string{config.CUDAGraphOff, config.CUDAGraphOn} {
+		t.Run(mode, func(t *testing.T) {
+			setup, err := nn.NewSetup("cpu", 1, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer setup.Close()
+			m, err := Build(cfg, setup.Store.Root())
+			if err != nil {
+				t.Fatal(err)
+			}
+			moll, err := mollification.FromConfig(cfg, gotch.CPU)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer moll.Close()
+			opt, err := nn.NewOptimizer(setup.Store, nn.OptimConfig{Name: cfg.Optim.Name, LR: cfg.Optim.LR, Capturable: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer opt.Close()
+			opts, err := train.NewOptions(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts.CUDAGraph = mode
+			var graphs train.Grapher
+			if mode == config.CUDAGraphOn {
+				graphs = &train.RerunGrapher{}
+			}
+			coeffs := map[int]float64{}
+			skipped := map[int]bool{}
+			record := train.Hook{Name: "record", Every: 1, Fn: func(_ *train.Trainer, st *train.StepStats) error {
+				coeffs[st.Step], skipped[st.Step] = st.Terms["kl_coeff"], st.Skipped
+				return nil
+			}}
+			var log bytes.Buffer
+			s := cfg.Data.Shape()
+			tr := &train.Trainer{Options: opts, Dir: t.TempDir(), Device: gotch.CPU, Store: setup.Store, Model: m, Optim: opt, Mollifier: moll,
+				Data: nanImages{fixedImages{[]int64{4, s[0], s[1], s[2]}, gotch.CPU}, map[int]bool{4: true, 5: true}},
+				RNG:  setup.RNG, Log: &log, Graphs: graphs, Hooks: []train.Hook{record}}
+			defer tr.Close()
+			if err := tr.Run(); err != nil {
+				t.Fatal(err)
+			}
+			if g, ok := graphs.(*train.RerunGrapher); ok && g.Captures < 2 {
+				t.Fatalf("%d captures, want the step captured; log:\n%s", g.Captures, log.String())
+			}
+			if tr.Skipped() != 2 || !skipped[4] || !skipped[5] {
+				t.Fatalf("skipped %d steps (%v), want steps 4 and 5", tr.Skipped(), skipped)
+			}
+			net := m.(*NVAE).Net
+			for step := 0; step < steps; step++ {
+				if want := net.Warmup.Coeff(step); math.Abs(coeffs[step]-want) > 1e-6 {
+					t.Errorf("step %d: kl_coeff %.6g, want the schedule's %.6g", step, coeffs[step], want)
+				}
+			}
+			if got := net.Step.Float64Values(false)[0]; got != steps {
+				t.Errorf("step buffer %g after %d trainer steps, want %d", got, steps, steps)
+			}
+		})
 	}
 }

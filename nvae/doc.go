@@ -181,9 +181,11 @@
 // recon, kl (unweighted, summed over groups), spectral and kl_coeff. The
 // KL warm-up and the mollified phase (SetSchedule) are read from Step, a
 // 0-d buffer that Loss advances on the device, so a captured step reads no
-// host value and a resumed run continues the schedule; a step the trainer
-// skips (non-finite loss) restores the buffer, so Step then lags the
-// trainer's count by the skipped steps. LogLikelihood is the
+// host value. The trainer sets it before every step (SetStep,
+// train.Stepper), so the schedule follows the trainer's count exactly,
+// resumed runs and skipped steps included (a skipped step restores the
+// buffer with the batch-norm statistics; without SetStep the warm-up
+// would lag by the skipped steps). LogLikelihood is the
 // importance-weighted bound on the discretized log P(x); Sample draws the
 // latents at a temperature and the pixels at temperature 1, as NVAE.
 //
@@ -194,13 +196,22 @@
 // log q(z0) − log p(z) instead of the analytic one. The masked weights are
 // in the spectral regulariser, as in NVAE.
 //
-// ReadjustBN is NVAE's set_bn before sampling (no config key or models
-// hook calls it yet).
+// ReadjustBN is NVAE's set_bn before sampling. SampleReadjusted runs it
+// (model.nvae.readjust_bn, readjust_bn_iters, readjust_bn_batch; NVAE's
+// 500 passes of 36) and samples, then puts the trained statistics back so
+// evaluation and training never see the readjusted ones; it keeps those
+// aside and reuses them at the same step and temperature, so FID's many
+// sampling batches readjust once. Bounds gives the ELBO and the
+// importance-weighted bound from the same draws; evaluation's bits/dim
+// use K = model.nvae.iw_samples (1, the ELBO, by default; NVAE's final
+// numbers use 1000).
 //
 // The CIFAR-10 preset has exactly the parameter count of NVAE's
 // reference model (130,852,480; models' TestNVAECIFAR10ParameterCount).
 //
-// Not built yet: a forward golden against PyTorch (fixed weights and
-// noise: KL per group and reconstruction), and config keys for the
-// importance samples of the bound and the BN readjustment (issue 14).
+// A whole forward pass matches an independent PyTorch transcription
+// (testdata/gen_forward_golden.py: two small presets, fixed weights and
+// posterior noise through a test-only seam): each group's KL, the
+// reconstruction term, log q and log p with batch and running statistics,
+// the running statistics, and Loss's coefficient and balanced total.
 package nvae

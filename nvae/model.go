@@ -44,10 +44,11 @@ type Model struct {
 	Balancer  *KLBalancer
 	Spectral  *SpectralReg
 	Warmup    KLWarmup
-	// Step is a 0-d float buffer: the optimizer steps Loss has run, read
-	// on the device (KL warm-up, mollified phase) so a captured step reads
-	// no host value; it is saved with the weights, so a resumed run
-	// continues its schedule.
+	// Step is a 0-d float buffer: the training step, read on the device
+	// (KL warm-up, mollified phase) so a captured step reads no host
+	// value. Loss advances it; a trainer sets it before each step
+	// (SetStep), so it counts the steps the trainer skipped too. It is
+	// saved with the weights.
 	Step *ts.Tensor
 	// MollifiedSteps: Loss scores batches of steps below it as mollified
 	// (model.nvae.mollified_likelihood); 0 means never.
@@ -299,6 +300,19 @@ func (m *Model) SetSchedule(totalSteps, mollifiedSteps int) error {
 		return fmt.Errorf("nvae: %d mollified steps; want ≥ 0", mollifiedSteps)
 	}
 	m.Warmup, m.MollifiedSteps = w, mollifiedSteps
+	return nil
+}
+
+// SetStep sets Step to a trainer's 0-based step count (train.Stepper),
+// in place on the device: a step the trainer skips restores Step with the
+// batch-norm statistics, and without this the warm-up would then lag the
+// trainer by the skipped steps. It reads nothing back.
+func (m *Model) SetStep(step int) (err error) {
+	if step < 0 {
+		return fmt.Errorf("nvae: step %d; want ≥ 0", step)
+	}
+	defer nn.Recover(&err)
+	ts.NoGrad(func() { m.Step.MustFill_(ts.FloatScalar(float64(step))) })
 	return nil
 }
 

@@ -529,3 +529,27 @@ func TestSampleReadjusted(t *testing.T) {
 		}
 	}
 }
+
+// SetStep puts the trainer's step into the step buffer that the warm-up
+// reads; Loss then runs at that step.
+func TestSetStep(t *testing.T) {
+	defer cellBegin(t)()
+	c, d := tinyNVAE()
+	m := newTiny(t, c, d)
+	if err := m.SetSchedule(100, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetStep(17); err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.Loss(gridBatch(4, 1, 8))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := l.Terms["kl_coeff"].Float64Values(false)[0], m.Warmup.Coeff(17); math.Abs(got-want) > 1e-7 {
+		t.Errorf("kl_coeff %g after SetStep(17), want %g", got, want)
+	}
+	if err := m.SetStep(-1); err == nil {
+		t.Error("SetStep(-1): want an error")
+	}
+}

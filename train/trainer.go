@@ -176,6 +176,15 @@ type Preprocessor interface {
 	Preprocess(x *ts.Tensor) (y, logDet *ts.Tensor, err error)
 }
 
+// Stepper is a model whose schedule follows the trainer's step count
+// (NVAE's KL warm-up). SetStep gets the 0-based step before each step's
+// loss, eager or replayed, skipped steps counted; it may write device
+// tensors in place but must not read them back (it runs outside any
+// captured graph, as SetLR does).
+type Stepper interface {
+	SetStep(step int) error
+}
+
 // trainStep runs one step in its own scope.
 func (t *Trainer) trainStep(step int, graphs bool) (st StepStats, err error) {
 	sc := ts.NewScope()
@@ -188,6 +197,11 @@ func (t *Trainer) trainStep(step int, graphs bool) (st StepStats, err error) {
 		return st, fmt.Errorf("train: batch for step %d: %w", step, err)
 	}
 	st.DataWait = time.Since(start)
+	if m, ok := t.Model.(Stepper); ok {
+		if err := m.SetStep(step); err != nil {
+			return st, fmt.Errorf("train: step %d: %w", step, err)
+		}
+	}
 	if graphs {
 		if ok, err := t.capturedStep(x, &st, start); ok || err != nil {
 			return st, err
