@@ -20,8 +20,8 @@ func mustPaperValues(t *testing.T) []PaperValue {
 	return vals
 }
 
-// sourceLines reads paper/source_lines.txt: the paper's lines by number.
-func sourceLines(t *testing.T) map[int]string {
+// paperSourceLines reads paper/source_lines.txt: the paper's lines by number.
+func paperSourceLines(t *testing.T) map[int]string {
 	t.Helper()
 	f, err := os.Open("paper/source_lines.txt")
 	if err != nil {
@@ -45,8 +45,8 @@ func sourceLines(t *testing.T) map[int]string {
 	return lines
 }
 
-// cells splits a Markdown table row into trimmed cells.
-func cells(line string) []string {
+// mdCells splits a Markdown table row into trimmed cells.
+func mdCells(line string) []string {
 	parts := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
 	for i := range parts {
 		parts[i] = strings.TrimSpace(parts[i])
@@ -57,7 +57,7 @@ func cells(line string) []string {
 // Every value of published.csv is the one printed at its source line, in
 // the column its dataset and training name (a transcription check).
 func TestPublishedMatchesSourceLines(t *testing.T) {
-	lines := sourceLines(t)
+	lines := paperSourceLines(t)
 	vals := mustPaperValues(t)
 	if len(vals) != 71 {
 		t.Errorf("%d published values, want 71 (Table 1: 42, Table 2: 20, Table 3: 7, NVAE: 2)", len(vals))
@@ -99,7 +99,7 @@ func TestPublishedMatchesSourceLines(t *testing.T) {
 			t.Errorf("%+v: no column of Table %s for this training", v, v.Table)
 			continue
 		}
-		c := cells(line)
+		c := mdCells(line)
 		if col >= len(c) || c[col] != want {
 			t.Errorf("Table %s %s %s %s: CSV %q, line %d prints %q", v.Table, v.Row, v.Dataset, trainingLabel(v.Training, v.Schedule), want, v.SourceLine, c)
 		}
