@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -343,5 +345,91 @@ func TestPNGHeader(t *testing.T) {
 		if err != nil || h != c.h || w != c.w || ch != c.channels {
 			t.Errorf("%s: %d×%d, %d channels, %v; want %d×%d, %d", c.name, h, w, ch, err, c.h, c.w, c.channels)
 		}
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/sample from the writer")
+
+// sampleNames are the committed sample's file names: a killed run's file
+// and its resume's, in the order TensorBoard reads them.
+var sampleNames = []string{"events.out.tfevents.0000001000.sample", "events.out.tfevents.0000002000.sample"}
+
+// writeSample writes the sample run folder: train/loss at steps 1-3 and
+// a 4×3 image at step 2, then a resumed file that restarts at step 3
+// (SessionLog START), logs train/loss 3 and 4 and eval/bpd 4. TensorBoard
+// should show train/loss 3, 2, 1.25, 1 at steps 1-4 (docs/tensorboard.md
+// has the check with TensorBoard's own reader).
+func writeSample(t *testing.T, dir string) []string {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 4, 3))
+	for i := range img.Pix {
+		img.Pix[i] = uint8(40 * i)
+	}
+	var paths []string
+	for i, fill := range []func(w *tensorboard.Writer) error{
+		func(w *tensorboard.Writer) error {
+			at := time.Unix(1000, 250_000_000)
+			return errors.Join(w.Scalar("train/loss", 1, 3, at), w.Scalar("train/loss", 2, 2, at),
+				w.PNG("samples", 2, testPNG(t, img), at), w.Scalar("train/loss", 3, 1.5, at))
+		},
+		func(w *tensorboard.Writer) error {
+			at := time.Unix(2000, 500_000_000)
+			return errors.Join(w.SessionStart(3, at), w.Scalar("train/loss", 3, 1.25, at), w.Scalar("train/loss", 4, 1, at),
+				w.Scalar("eval/bpd", 4, 2.5, at))
+		},
+	} {
+		w, err := tensorboard.NewWriter(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(fill(w), w.Close()); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, sampleNames[i])
+		if err := os.Rename(w.Path(), p); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+// The writer still writes the committed sample byte for byte, apart from
+// the wall time of each file's first event (when the file was made); the
+// sample is what docs/tensorboard.md has TensorBoard's own reader check.
+// `go test ./train/tensorboard -run TestSample -update` rewrites it.
+func TestSampleFolder(t *testing.T) {
+	sample := filepath.Join("testdata", "sample")
+	if *update {
+		os.RemoveAll(sample)
+		writeSample(t, sample)
+	}
+	fresh := writeSample(t, t.TempDir())
+	for i, name := range sampleNames {
+		want, err := os.ReadFile(filepath.Join(sample, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(fresh[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		wr, err1 := tbread.Records(want)
+		gr, err2 := tbread.Records(got)
+		if err := errors.Join(err1, err2); err != nil || len(wr) != len(gr) || len(wr) < 2 {
+			t.Fatalf("%s: %d records committed, %d written (%v)", name, len(wr), len(gr), err)
+		}
+		for j := 1; j < len(wr); j++ {
+			if !bytes.Equal(wr[j], gr[j]) {
+				t.Errorf("%s: record %d differs from the committed sample", name, j)
+			}
+		}
+	}
+	merged, err := tbread.Merged([]string{filepath.Join(sample, sampleNames[0]), filepath.Join(sample, sampleNames[1])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(tbread.Scalars(merged)); got != "map[eval/bpd:map[4:2.5] train/loss:map[1:3 2:2 3:1.25 4:1]]" {
+		t.Errorf("merged sample scalars %s", got)
 	}
 }
