@@ -228,7 +228,7 @@ func (rep *Report) Markdown(w io.Writer, figures []string) error {
 		}
 	}
 	rep.runsMarkdown(&b)
-	if rep.Metric == MetricFID && len(rep.Flags) > 0 {
+	if rep.comparesWithPaper() && len(rep.Flags) > 0 {
 		b.WriteString("## Paper inconsistencies\n\nFound by experiments.PaperFlags in the published values (experiments/paper/README.md); the values are shown as printed.\n\n")
 		for i, f := range rep.Flags {
 			fmt.Fprintf(&b, "%d. %s: %s\n", i+1, f.Kind, f.Message)
@@ -236,6 +236,11 @@ func (rep *Report) Markdown(w io.Writer, figures []string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// comparesWithPaper reports whether a cell has a published value beside it.
+func (rep *Report) comparesWithPaper() bool {
+	return slices.ContainsFunc(rep.Groups, func(g *ReportGroup) bool { return g.HasPaper })
 }
 
 func (rep *Report) bpdMarkdown(b *strings.Builder) {
