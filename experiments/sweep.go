@@ -61,7 +61,9 @@ type Sweep struct {
 	Name   string // the file's name without .yaml
 	OutDir string // out_dir, default runs/sweeps/NAME
 	Raw    []byte // the file's bytes, copied into OutDir as sweep.yaml
-	runs   []Run
+	// AxisKeys are the axes' keys in file order (the keys of Run.Labels).
+	AxisKeys []string
+	runs     []Run
 }
 
 // Run is one run of a sweep.
@@ -153,6 +155,9 @@ func LoadSweep(path string) (*Sweep, error) {
 	}
 	if !seenBase {
 		p.addf("base: missing: name a config under configs/ (base: glow_cifar10), a path, or a list of them")
+	}
+	for _, a := range axes {
+		s.AxisKeys = append(s.AxisKeys, a.key)
 	}
 	if len(p) == 0 {
 		s.runs = expand(bases, sets, axes, &p)
