@@ -5,4 +5,13 @@
 //
 // Hooks open their own ts.Scope; tensors they keep across steps (the test
 // set) are owned by the experiment and freed by Close.
+//
+// Reports (report*.go, paper*.go): ReadReport reads a sweep folder
+// (manifest.jsonl, one cmd/train run folder per run) into FID or FCD per
+// dataset × model × training, mean ± sample std over seeds, the change
+// against vanilla as the paper prints it, and the paper's value beside it
+// (paper/published.csv, as printed; PaperFlags lists its inconsistencies).
+// A run is done (done.json), failed (train.log ends "train: ..."),
+// incomplete or missing, and every run is listed: none is dropped. The
+// report reads files only and holds no tensors. docs/report.md.
 package experiments
