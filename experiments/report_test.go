@@ -456,3 +456,35 @@ func TestReportFCDAndUnresolvedConfig(t *testing.T) {
 		t.Errorf("an FCD report compares with the paper:\n%s", s)
 	}
 }
+
+// A finished run whose last value is NaN, and one with no value at all,
+// are named in the cell and not averaged.
+func TestReportRunsWithoutAValue(t *testing.T) {
+	manifest := `{"index":0,"id":"a","dir":"a","base":"vae_mnist","overrides":["run.iterations=100","mollification.enabled=false"]}
+{"index":1,"id":"b","dir":"b","base":"vae_mnist","overrides":["run.iterations=100","mollification.enabled=false","run.seed=1"]}
+{"index":2,"id":"c","dir":"c","base":"vae_mnist","overrides":["run.iterations=100","mollification.enabled=false","run.seed=2"]}
+`
+	done := `{"steps":100}`
+	dir := writeReportSweep(t, manifest, map[string]map[string]string{
+		"a": {"metrics.jsonl": `{"kind":"fcd","step":100,"fcd":"NaN","error":"samples are not finite"}` + "\n", "done.json": done},
+		"b": {"metrics.jsonl": `{"kind":"train","step":100,"loss":1}` + "\n", "done.json": done},
+		"c": {"metrics.jsonl": `{"kind":"fcd","step":100,"fcd":9.5,"samples":500}` + "\n", "done.json": done},
+	})
+	rep, err := ReadReport(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md bytes.Buffer
+	if err := rep.Markdown(&md, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{
+		"| VAE | 9.50 (n=1; 1 FCD not finite, 1 no FCD) |",
+		"| 0 | a | mnist | VAE | vanilla | 0 | done | 100/100 | NaN @100 | last fcd not finite: samples are not finite |",
+		"| 1 | b | mnist | VAE | vanilla | 1 | done | 100/100 | — | finished without a fcd record (eval.fid_samples is 0?) |",
+	} {
+		if !strings.Contains(md.String(), w) {
+			t.Errorf("report lacks %q:\n%s", w, md.String())
+		}
+	}
+}
