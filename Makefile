@@ -203,7 +203,7 @@ clean:
 # share most of their code), and the GoMNIST idx files the data tests read
 # go to .dev/mnist.
 GPU_TEST_PKGS = $(shell $(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...)
-GPU_BENCH := realnvp2d glow vae32 realnvp compare
+GPU_BENCH := realnvp2d glow vae32 realnvp compare nvae
 GPU_BUILD := build/gpu-payload
 gpu-payload: setup
 	rm -rf $(GPU_BUILD) .dev/bin.tar.xz .dev/mnist .dev/tchsetup .dev/realnvp2d .dev/*.test

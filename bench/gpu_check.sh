@@ -11,6 +11,10 @@
 #   4  graphs: Glow, VAE and RealNVP at the paper's CIFAR-10 sizes, Go eager,
 #      Go with the trainer's captured step, PyTorch eager and PyTorch with a
 #      whole-step CUDA graph, 3 rounds; one table and the issue 13 criteria
+#   5  NVAE (issue 14): one CIFAR-10-preset training step at batch 200,
+#      timed, with the allocator's peak allocated and reserved memory;
+#      prints MET / NOT MET / UNMEASURED for a peak allocation <= 80 GB
+#      (stages 1-4 take most of the 590 s: run it as `gpu_check.sh 1 5`)
 # Later checks are added here as stages, not as a second script.
 #
 #   bench/gpu_check.sh              all stages (on the GPU machine)
@@ -39,6 +43,7 @@ STAGE1_TIMEOUT=${STAGE1_TIMEOUT:-150}
 STAGE2_TIMEOUT=${STAGE2_TIMEOUT:-210}
 STAGE3_TIMEOUT=${STAGE3_TIMEOUT:-50}
 STAGE4_TIMEOUT=${STAGE4_TIMEOUT:-300}
+STAGE5_TIMEOUT=${STAGE5_TIMEOUT:-120}
 # Per package in stage 2; packages run PKG_JOBS at a time.
 PKG_TIMEOUT=${PKG_TIMEOUT:-180}
 PKG_JOBS=${PKG_JOBS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
@@ -212,11 +217,53 @@ graphs_summary() {
   return "${PIPESTATUS[0]}"
 }
 
-# copyout puts the logs in $OUT (at most 8 files come back; these are 5).
+# Stage 5's run: the CIFAR-10 preset (configs/nvae_cifar10.yaml) at the
+# paper's batch 200, 2 untimed and 3 timed eager steps; a CPU dry run sets
+# NVAE_DEVICE=cpu and NVAE_ARGS small (docs/gpu.md).
+NVAE_DEVICE=${NVAE_DEVICE:-cuda}
+NVAE_ARGS=${NVAE_ARGS:--batch 200 -warmup 2 -steps 3}
+NVAE_JSON=$WORK/nvae.json
+
+# stage5 times the NVAE step and checks issue 14's memory criterion from
+# the allocator's peak (warm-up included): MET or NOT MET when the run
+# reports peak_alloc_mb, UNMEASURED when it failed or has no peak (a CPU
+# run, a libtch without the CUDA statistics).
+stage5() {
+  unpack || return 1
+  rm -f "$NVAE_JSON"
+  echo "== nvae: -preset nvae_cifar10 -device $NVAE_DEVICE $NVAE_ARGS"
+  # shellcheck disable=SC2086
+  "$BIN/nvae" -preset nvae_cifar10 -device "$NVAE_DEVICE" $NVAE_ARGS > "$NVAE_JSON"
+  local rc=$?
+  cat "$NVAE_JSON"
+  echo "== stage 5 summary"
+  $PYTHON - "$NVAE_JSON" "$rc" <<'EOF' | tee -a "$WORK/summary.txt"
+import json, sys
+path, rc = sys.argv[1], int(sys.argv[2])
+try:
+    r = json.loads(open(path).read().strip().splitlines()[-1])
+except Exception:
+    r = {}
+what = "NVAE CIFAR-10 preset, batch 200: peak allocation <= 80 GB"
+if rc != 0 or "peak_alloc_mb" not in r:
+    why = "the run failed (exit %d)" % rc if rc != 0 else "no allocator statistics (not CUDA?)"
+    print("UNMEASURED  %s: %s" % (what, why))
+    sys.exit(1)
+print("batch %d: %.2f s/step (%.3f steps/s), peak allocated %.1f GB, peak reserved %.1f GB, %d parameters, final loss %.1f" % (
+    r["batch"], 1 / r["steps_per_s"], r["steps_per_s"], r["peak_alloc_mb"] * 2**20 / 1e9,
+    r["peak_reserved_mb"] * 2**20 / 1e9, r["params"], r["final_loss"]))
+print("%s  %s" % ("MET" if r["fits_limit"] else "NOT MET", what))
+sys.exit(0 if r["fits_limit"] else 1)
+EOF
+  return "${PIPESTATUS[0]}"
+}
+
+# copyout puts the logs in $OUT (at most 8 files come back; these are 6).
 copyout() {
   [ -n "${OUT:-}" ] || return 0
   cp "$WORK/summary.txt" "$OUT/" 2>/dev/null
   cp "$GRAPHS" "$OUT/" 2>/dev/null
+  cp "$NVAE_JSON" "$OUT/" 2>/dev/null
   cp build/stubs.txt "$OUT/stubs.txt" 2>/dev/null
   [ -d "$WORK/tests" ] && tar -C "$WORK" -czf "$OUT/test-logs.tar.gz" tests
   [ -f "$WORK/gpu_check.log" ] && cp "$WORK/gpu_check.log" "$OUT/"
@@ -225,21 +272,21 @@ copyout() {
 
 if [ "${1:-}" = "--stage" ]; then
   case "${2:-}" in
-    1) stage1 ;; 2) stage2 ;; 3) stage3 ;; 4) stage4 ;;
-    *) echo "usage: $0 [--stage 1|2|3|4]"; exit 2 ;;
+    1) stage1 ;; 2) stage2 ;; 3) stage3 ;; 4) stage4 ;; 5) stage5 ;;
+    *) echo "usage: $0 [--stage 1|2|3|4|5]"; exit 2 ;;
   esac
   exit
 fi
 
-stages=("$@"); [ $# -eq 0 ] && stages=(1 2 3 4)
+stages=("$@"); [ $# -eq 0 ] && stages=(1 2 3 4 5)
 for s in "${stages[@]}"; do
-  case $s in 1|2|3|4) ;; *) echo "usage: $0 [--stage N | N...], N in 1 2 3 4"; exit 2 ;; esac
+  case $s in 1|2|3|4|5) ;; *) echo "usage: $0 [--stage N | N...], N in 1 2 3 4 5"; exit 2 ;; esac
 done
 exec > >(tee "$WORK/gpu_check.log") 2>&1
 TEE=$!
 : > "$WORK/summary.txt"; rm -rf "$WORK/tests"
 failed=0
-declare -A timeouts=([1]=$STAGE1_TIMEOUT [2]=$STAGE2_TIMEOUT [3]=$STAGE3_TIMEOUT [4]=$STAGE4_TIMEOUT)
+declare -A timeouts=([1]=$STAGE1_TIMEOUT [2]=$STAGE2_TIMEOUT [3]=$STAGE3_TIMEOUT [4]=$STAGE4_TIMEOUT [5]=$STAGE5_TIMEOUT)
 results=()
 start=$SECONDS
 for s in "${stages[@]}"; do
