@@ -33,32 +33,51 @@ demo: setup
 	$(GO) run ./cmd/toytable $(DEMO_DIR)/vanilla $(DEMO_DIR)/mollified | tee $(DEMO_DIR)/table.md
 	@echo "figures: $(DEMO_DIR)/{vanilla,mollified}/{density,progression,curves}.png"
 
+# The paper's tables, each a sweep file (sweeps/*.yaml; docs/sweeps.md):
+# `cmd/sweep run` trains the runs SWEEP_JOBS at a time (one GPU each with
+# GPUS=0,1,..., else CPU threads split), skips finished ones and resumes
+# interrupted ones, so a target can be rerun after a kill; then
+# `cmd/report` writes the table beside the paper's values into
+# runs/sweeps/NAME/report/. A failed run shows in the report and makes the
+# target fail after it. GPU-hours per target: README, "Reproducing the
+# paper". DATASET=cifar10|celeba for Table 1.
+SWEEP_JOBS ?= $(JOBS)
+GPUS ?=
+DATASET ?= cifar10
+SWEEP_RUN = $(BIN)/sweep run $(1) -jobs $(SWEEP_JOBS) $(if $(GPUS),-gpus $(GPUS)) -train $(BIN)/train
+# sweep_report runs sweep file $(1) and reports on its folder $(2) with
+# `report $(3)`, failing afterwards if a run failed.
+sweep_report = $(call SWEEP_RUN,$(1)); st=$$?; $(BIN)/report $(3) $(2) > /dev/null && echo "report: $(2)/report/report.md"; exit $$st
+.PHONY: sweep-bins repro-table1 repro-table2 repro-nvae repro-toy repro-mnist
+sweep-bins: setup
+	$(GO) build -o $(BIN)/ ./cmd/train ./cmd/sweep ./cmd/report ./cmd/toytable ./cmd/fid
+repro-table1: sweep-bins
+	@case "$(DATASET)" in cifar10|celeba) ;; *) echo "DATASET must be cifar10 or celeba, got '$(DATASET)'"; exit 2;; esac
+	$(call sweep_report,sweeps/table1_$(DATASET).yaml,runs/sweeps/table1_$(DATASET))
+repro-table2: sweep-bins
+	$(call sweep_report,sweeps/table2.yaml,runs/sweeps/table2)
+repro-nvae: sweep-bins
+	$(call sweep_report,sweeps/nvae.yaml,runs/sweeps/nvae)
+
 # The paper's 2-D experiments (§4.1): MoG and von Mises, vanilla and
-# Gaussian-mollified, seeds $(TOY_SEEDS), $(JOBS) runs at a time, then the
-# table of docs/toy2d.md. Finished runs are kept (-resume), so the target can
-# be rerun after an interruption; logs are appended to RUN_DIR.log. A run
-# that diverges (cmd/train exits 1 naming its last checkpoint) still writes
-# summary.json with "diverged": true: that is a result, counted in the
-# table, and kept on a rerun. TOY_CONFIGS, TOY_TRAININGS and TOY_SET (extra
-# --set flags) select variants, e.g. the fraction check in docs/toy2d.md.
-TOY_SEEDS ?= 0 1 2 3 4 5 6 7 8 9
-TOY_DIR ?= runs/toy
-TOY_CONFIGS ?= realnvp_mog realnvp_vonmises
-TOY_TRAININGS ?= false true
-TOY_SET ?=
-toy: setup
-	$(GO) build -o $(BIN)/train ./cmd/train
-	mkdir -p $(TOY_DIR)
-	@for c in $(TOY_CONFIGS); do for m in $(TOY_TRAININGS); do for s in $(TOY_SEEDS); do \
-	  echo "$$c $$m $$s"; done; done; done | xargs -P $(JOBS) -L 1 sh -c \
-	  'd=$(TOY_DIR)/$$0-mollified_$$1-seed$$2; \
-	   if grep -qs "\"diverged\": true" $$d/summary.json; then echo "kept  $$d (diverged)"; exit 0; fi; \
-	   echo "start $$d"; \
-	   $(BIN)/train -config $$0 --set run.seed=$$2 --set mollification.enabled=$$1 $(TOY_SET) -resume $$d >> $$d.log 2>&1 \
-	   && echo "done  $$d" \
-	   || { grep -qs "\"diverged\": true" $$d/summary.json && echo "diverged $$d: $$(tail -1 $$d.log)"; } \
-	   || { tail -5 $$d.log; exit 255; }'
-	$(GO) run ./cmd/toytable $(TOY_DIR)/*/ | tee $(TOY_DIR)/table.md
+# Gaussian-mollified, ten seeds (sweeps/toy.yaml), then the table of
+# docs/toy2d.md. A run that diverges (cmd/train exits 1 naming its last
+# checkpoint) still writes summary.json with "diverged": true and done.json:
+# that is a result, counted in the table, and kept on a rerun.
+repro-toy: sweep-bins
+	$(call SWEEP_RUN,sweeps/toy.yaml)
+	$(BIN)/toytable runs/sweeps/toy/*/ | tee runs/sweeps/toy/table.md
+toy: repro-toy
+
+# The CPU-scale reproduction (sweeps/repro_mnist.yaml: VAE, Glow and NVAE,
+# vanilla/Gaussian/blur, 2 seeds, sized for about an hour on 2 cores),
+# scored by the Fréchet classifier distance of the MNIST classifier (FID
+# with MOLLIFY_INCEPTION set); the report's table and figures go to
+# runs/sweeps/repro_mnist/report/ (and the README).
+REPRO_MNIST_METRIC ?= $(if $(MOLLIFY_INCEPTION),fid,fcd)
+repro-mnist: sweep-bins
+	$(BIN)/fid train-classifier
+	$(call sweep_report,sweeps/repro_mnist.yaml,runs/sweeps/repro_mnist,-metric $(REPRO_MNIST_METRIC))
 
 # Glow and RealNVP on MNIST (configs/glow_mnist.yaml, realnvp_mnist.yaml:
 # small widths), vanilla and Gaussian-mollified with the same seed and
