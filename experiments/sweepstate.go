@@ -157,7 +157,7 @@ func (l runLock) live(dir string) bool {
 			return false
 		}
 		err := syscall.Kill(l.PID, 0)
-		return err == nil || errors.Is(err, syscall.EPERM)
+		return (err == nil || errors.Is(err, syscall.EPERM)) && !zombie(l.PID)
 	}
 	st, err := os.Stat(filepath.Join(dir, LockName))
 	return err == nil && time.Since(st.ModTime()) < LockStale
@@ -222,4 +222,18 @@ func LockRun(dir string) (release func(), err error) {
 			}
 		})
 	}, nil
+}
+
+// zombie reports whether pid has exited but was not reaped yet (a worker
+// killed with its parent, in a container whose init does not reap): it
+// still answers kill(pid, 0). Where /proc is missing it says no.
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
 }

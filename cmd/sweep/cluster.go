@@ -79,9 +79,9 @@ var slurmScript = template.Must(template.New("slurm").Parse(`#!/bin/bash
 # Submit from the project folder (paths are relative to it):
 #   sbatch {{.Job}}
 # Task I trains run I in {{.Sweep.OutDir}}/<id> (sweep plan lists them),
-# resuming from its newest checkpoint when requeued after a preemption
-# or a time limit, and returning at once when the run is done; sweep status
-# shows where each run stands.
+# resuming from its newest checkpoint when requeued after a preemption;
+# after a time limit, submit the script again: done runs return at once.
+# sweep status shows where each run stands.
 #SBATCH --job-name=sweep-{{.Sweep.Name}}
 #SBATCH --array=0-{{.Last}}{{if .Parallelism}}%{{.Parallelism}}{{end}}
 #SBATCH --requeue

@@ -30,6 +30,7 @@ func buildTrain(t *testing.T) string {
 // folder (the working directory stays as it was).
 func TestBadInputFromTheCommandLine(t *testing.T) {
 	bin := buildTrain(t)
+	sweepFile := map[string]string{"s.yaml": "base: demo\naxes:\n  run.seed: [0, 1]\n"}
 	for _, c := range []struct {
 		name  string
 		args  []string
@@ -47,6 +48,16 @@ func TestBadInputFromTheCommandLine(t *testing.T) {
 		{"stray argument", []string{"-config", "demo", "stray"}, nil, []string{"unexpected arguments"}},
 		{"CUDA graphs on the CPU", []string{"-config", "demo", "--set", "run.device=cpu", "--set", "run.cuda_graph=on"}, nil,
 			[]string{"run.cuda_graph=on needs a CUDA device, but run.device is cpu"}},
+		{"sweep index out of range", []string{"-sweep", "s.yaml", "-index", "2"}, sweepFile,
+			[]string{"-index 2 is out of range: sweep s.yaml has 2 runs (indices 0 to 1"}},
+		{"sweep and config", []string{"-sweep", "s.yaml", "-index", "0", "-config", "demo"}, sweepFile, []string{"-sweep picks the config and the run folder: drop -config"}},
+		{"sweep and resume", []string{"-sweep", "s.yaml", "-index", "0", "-resume", "runs/x"}, sweepFile, []string{"drop -config, -resume and -run-dir"}},
+		{"index without sweep", []string{"-index", "1"}, nil, []string{"-index needs -sweep FILE"}},
+		{"sweep without index", []string{"-sweep", "s.yaml"}, sweepFile, []string{"-sweep s.yaml needs -index I"}},
+		{"sweep with a result-changing --set", []string{"-sweep", "s.yaml", "-index", "1", "--set", "optim.lr=1e-3"}, sweepFile,
+			[]string{"--set optim.lr=1e-3 would make run 1 of s.yaml a different run", "put other overrides in the sweep file"}},
+		{"sweep file with problems", []string{"-sweep", "bad.yaml", "-index", "0"}, map[string]string{"bad.yaml": "base: demo\naxes:\n  run.sed: [0]\n  optim.lr: []\n"},
+			[]string{"sweep bad.yaml: 2 problem(s)", `unknown key "run.sed" (did you mean "run.seed"?)`, "axes.optim.lr is empty"}},
 		{"CUDA graphs where auto resolves to the CPU", []string{"-config", "demo", "--set", "run.device=auto", "--set", "run.cuda_graph=on"}, nil,
 			[]string{"run.cuda_graph=on, but the step cannot be captured: the device is the CPU"}},
 	} {
