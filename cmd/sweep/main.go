@@ -20,8 +20,9 @@
 // sweep binary (go build -o bin/ ./cmd/train ./cmd/sweep), else train on
 // the PATH. With -gpus, each worker gets one GPU through
 // CUDA_VISIBLE_DEVICES and --set run.device=cuda:0; without, each of the
-// -jobs workers gets -threads CPU threads (default: the CPUs divided by
-// the jobs) through run.threads and OMP_NUM_THREADS. It skips done runs,
+// -jobs workers gets -threads CPU threads (default: the run's run.threads,
+// else the CPUs divided by the jobs) through run.threads and
+// OMP_NUM_THREADS. It skips done runs,
 // draws one progress line for the whole sweep on stderr, and exits with
 // status 1, listing them, if any run failed.
 //

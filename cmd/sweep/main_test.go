@@ -12,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mollify/mollify/experiments"
 	"github.com/mollify/mollify/internal/testenv"
 )
 
@@ -219,6 +220,54 @@ func TestBadInputFromTheCommandLine(t *testing.T) {
 			}
 			if entries, _ := os.ReadDir(wd); len(entries) != 2 {
 				t.Errorf("sweep %v wrote into the working directory: %v", c.args, entries)
+			}
+		})
+	}
+}
+
+// A worker's command line and environment: the GPU through
+// CUDA_VISIBLE_DEVICES and cuda:0, threads from -threads over the run's
+// run.threads over the share of the CPUs.
+func TestWorkerCommand(t *testing.T) {
+	s, err := experiments.LoadSweep("testdata/golden.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.Runs()[3]
+	own := r
+	cfg := *r.Config
+	cfg.Run.Threads = 3
+	own.Config = &cfg
+	base := []string{"-sweep", "testdata/golden.yaml", "-index", "3"}
+	for _, c := range []struct {
+		name     string
+		w        worker
+		run      experiments.Run
+		args     []string
+		env      []string
+		notInEnv string
+	}{
+		{"gpu", worker{gpu: "2"}, r, append(base, "--set", "run.device=cuda:0"), []string{"CUDA_VISIBLE_DEVICES=2"}, "OMP_NUM_THREADS="},
+		{"cpu share", worker{threads: 4}, r, append(base, "--set", "run.threads=4"), []string{"OMP_NUM_THREADS=4", "MKL_NUM_THREADS=4"}, "CUDA_VISIBLE_DEVICES="},
+		{"run's own threads", worker{threads: 4}, own, append(base, "--set", "run.threads=3"), []string{"OMP_NUM_THREADS=3"}, ""},
+		{"-threads wins", worker{threads: 4, explicit: true}, own, append(base, "--set", "run.threads=4"), []string{"OMP_NUM_THREADS=4"}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv("CUDA_VISIBLE_DEVICES", "")
+			os.Unsetenv("CUDA_VISIBLE_DEVICES")
+			t.Setenv("OMP_NUM_THREADS", "")
+			os.Unsetenv("OMP_NUM_THREADS")
+			if got := c.w.args(s, c.run); strings.Join(got, " ") != strings.Join(c.args, " ") {
+				t.Errorf("args %v, want %v", got, c.args)
+			}
+			env := strings.Join(c.w.env(c.run), "\n") + "\n"
+			for _, e := range c.env {
+				if !strings.Contains(env, e+"\n") {
+					t.Errorf("env lacks %s", e)
+				}
+			}
+			if c.notInEnv != "" && strings.Contains(env, c.notInEnv) {
+				t.Errorf("env has %s", c.notInEnv)
 			}
 		})
 	}

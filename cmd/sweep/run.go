@@ -34,7 +34,7 @@ func runFlags(fs *flag.FlagSet) *runOptions {
 	return &runOptions{
 		jobs:    fs.Int("jobs", 0, "workers at once (default: one per GPU with -gpus, else 1)"),
 		gpus:    fs.String("gpus", "", "GPUs to use, e.g. 0,1,2,3: worker i runs on GPU i (CUDA_VISIBLE_DEVICES)"),
-		threads: fs.Int("threads", 0, "CPU threads per worker (default: the CPUs divided by -jobs without -gpus)"),
+		threads: fs.Int("threads", 0, "CPU threads per worker (default: the run's run.threads, else the CPUs divided by -jobs without -gpus)"),
 		train:   fs.String("train", "", "the train binary (default: next to this binary, else train on the PATH)"),
 		every:   fs.Duration("progress-every", 30*time.Second, "how often the progress line is printed when stderr is not a terminal"),
 	}
@@ -42,8 +42,18 @@ func runFlags(fs *flag.FlagSet) *runOptions {
 
 // worker is where one worker's runs go: a GPU, or a share of the CPUs.
 type worker struct {
-	gpu     string // "" on the CPU
-	threads int    // 0: the config's run.threads
+	gpu      string // "" on the CPU
+	threads  int    // 0: the config's run.threads
+	explicit bool   // threads came from -threads, over the configs' run.threads
+}
+
+// threadsFor is the thread count of run r on w: -threads, else the run's
+// own run.threads, else w's share of the CPUs; 0 leaves it to the config.
+func (w worker) threadsFor(r experiments.Run) int {
+	if !w.explicit && r.Config.Run.Threads > 0 {
+		return r.Config.Run.Threads
+	}
+	return w.threads
 }
 
 func (o *runOptions) workers() ([]worker, error) {
@@ -75,7 +85,7 @@ func (o *runOptions) workers() ([]worker, error) {
 	}
 	ws := make([]worker, jobs)
 	for i := range ws {
-		ws[i].threads = threads
+		ws[i].threads, ws[i].explicit = threads, *o.threads > 0
 		if len(gpus) > 0 {
 			ws[i].gpu = gpus[i%len(gpus)]
 		}
@@ -110,19 +120,19 @@ func (w worker) args(s *experiments.Sweep, r experiments.Run) []string {
 	if w.gpu != "" {
 		a = append(a, "--set", "run.device=cuda:0")
 	}
-	if w.threads > 0 {
-		a = append(a, "--set", "run.threads="+strconv.Itoa(w.threads))
+	if n := w.threadsFor(r); n > 0 {
+		a = append(a, "--set", "run.threads="+strconv.Itoa(n))
 	}
 	return a
 }
 
-func (w worker) env() []string {
+func (w worker) env(r experiments.Run) []string {
 	env := os.Environ()
 	if w.gpu != "" {
 		env = append(env, "CUDA_VISIBLE_DEVICES="+w.gpu)
 	}
-	if w.threads > 0 {
-		t := strconv.Itoa(w.threads)
+	if n := w.threadsFor(r); n > 0 {
+		t := strconv.Itoa(n)
 		env = append(env, "OMP_NUM_THREADS="+t, "MKL_NUM_THREADS="+t)
 	}
 	return env
@@ -223,7 +233,7 @@ func runAll(s *experiments.Sweep, o *runOptions, stderr io.Writer) error {
 // error.
 func attempt(ctx context.Context, train string, w worker, s *experiments.Sweep, r experiments.Run) error {
 	cmd := exec.CommandContext(ctx, train, w.args(s, r)...)
-	cmd.Env = w.env()
+	cmd.Env = w.env(r)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = time.Minute
 	tail := &tailBuffer{max: 4096}
