@@ -41,6 +41,8 @@ func runWorker(name string) int {
 		err = collectivesWorker(env)
 	case "heartbeat":
 		err = heartbeatWorker(env)
+	case "throughput":
+		err = throughputWorker(env)
 	default:
 		err = fmt.Errorf("unknown worker %q", name)
 	}
@@ -323,4 +325,49 @@ func TestBuckets(t *testing.T) {
 	if _, err := buckets([]*ts.Tensor{xs[0], nil}, 800); err == nil || !strings.Contains(err.Error(), "tensor 1 is nil") {
 		t.Errorf("a nil tensor: error %v", err)
 	}
+}
+
+// The cost of AllReduceMean between processes on this machine (not a
+// check: docs/distributed.md records its output). Run with
+// MOLLIFY_DIST_BENCH=1 go test ./train/dist -run Throughput -v.
+func TestAllReduceThroughput(t *testing.T) {
+	if os.Getenv("MOLLIFY_DIST_BENCH") == "" {
+		t.Skip("a measurement: set MOLLIFY_DIST_BENCH=1")
+	}
+	for _, res := range spawn(t, "throughput", 2) {
+		if res.code != 0 {
+			t.Fatalf("exit %d:\n%s", res.code, res.stderr)
+		}
+		t.Log(res.stderr)
+	}
+}
+
+func throughputWorker(env Env) error {
+	g, err := New(env, "gloo", gotch.CPU, time.Minute)
+	if err != nil {
+		return err
+	}
+	for _, numel := range []int64{100_000, 1_000_000, 10_000_000} {
+		sc := ts.NewScope()
+		// 20 tensors, as a model's parameters.
+		var xs []*ts.Tensor
+		for i := 0; i < 20; i++ {
+			xs = append(xs, ts.MustOnes([]int64{numel / 20}, gotch.Float, gotch.CPU))
+		}
+		g.AllReduceMean(xs) // warm-up
+		const reps = 5
+		start := time.Now()
+		for i := 0; i < reps; i++ {
+			if err := g.AllReduceMean(xs); err != nil {
+				return err
+			}
+		}
+		d := time.Since(start) / reps
+		if env.Rank == 0 {
+			fmt.Fprintf(os.Stderr, "%d float32 (%.1f MB) in 20 tensors: %.2f ms per AllReduceMean, %.0f MB/s\n",
+				numel, float64(numel*4)/1e6, float64(d.Microseconds())/1e3, float64(numel*4)/1e6/d.Seconds())
+		}
+		sc.Close()
+	}
+	return g.Close()
 }
