@@ -2,6 +2,7 @@ package dist
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -53,6 +54,9 @@ type Group struct {
 	store   *ts.Store
 	pg      *ts.ProcessGroup
 	where   string // the store, for messages
+	// tempStore is the private file store of a one-process group, removed
+	// by Close.
+	tempStore string
 
 	hb       *heartbeat
 	failOnce sync.Once
@@ -100,6 +104,17 @@ func New(env Env, backend string, device gotch.Device, timeout time.Duration, op
 	}
 	g := &Group{env: env, backend: backend, device: device, opts: o, failed: make(chan error, 1), dead: make(chan struct{})}
 	var err error
+	if o.fileStore == "" && env.WorldSize == 1 && env.MasterAddr == "" {
+		// A one-process group (Single()): a private file store, so that
+		// the same code path runs (and the 1-GPU NCCL check needs no port).
+		f, err := os.CreateTemp("", "mollify-dist-store-")
+		if err != nil {
+			return nil, fmt.Errorf("dist.New: a store for one process: %w", err)
+		}
+		f.Close()
+		os.Remove(f.Name())
+		o.fileStore, g.opts.fileStore, g.tempStore = f.Name(), f.Name(), f.Name()
+	}
 	if o.fileStore != "" {
 		g.where = "the file store " + o.fileStore
 		g.store, err = ts.NewFileStore(o.fileStore, env.WorldSize, timeout)
@@ -331,5 +346,8 @@ func (g *Group) Close() error {
 	g.hb.stop()
 	g.pg.Close()
 	g.store.Close()
+	if g.tempStore != "" {
+		os.Remove(g.tempStore)
+	}
 	return err
 }

@@ -371,3 +371,34 @@ func throughputWorker(env Env) error {
 	}
 	return g.Close()
 }
+
+// A one-process group (no variables set) runs the same code on a private
+// file store: the mean of one rank is the tensor itself.
+func TestSingleProcessGroup(t *testing.T) {
+	if !ts.C10dAvailable() {
+		t.Skip("libtch has no c10d")
+	}
+	sc := ts.NewScope()
+	defer sc.Close()
+	g, err := New(Single(), "gloo", gotch.CPU, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := fill(0, 10, 0.25, gotch.Float)
+	if err := g.AllReduceMean([]*ts.Tensor{x}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Broadcast([]*ts.Tensor{x}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(x.MustTotype(gotch.Double, false).Float64Values()), fmt.Sprint(fill(0, 10, 0.25, gotch.Double).Float64Values()); got != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	store := g.tempStore
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(store); !os.IsNotExist(err) {
+		t.Errorf("the private store %s is left behind: %v", store, err)
+	}
+}
