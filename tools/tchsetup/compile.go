@@ -294,6 +294,13 @@ func buildLibtch(lt *Libtorch, csrc, out string, jobs, nunits int) ([]string, er
 		units = append(units, cu)
 	}
 	fmt.Println(cudaNote)
+	c10dStub, ncclStub, c10dNote := c10dPlan(lt)
+	fmt.Println(c10dNote)
+	cu, err := c10dUnits(lt, read, c10dStub, ncclStub)
+	if err != nil {
+		return nil, err
+	}
+	units = append(units, cu...)
 	var funcs []*segment
 	for _, s := range splitSegments(gen) {
 		if s.name != "" {
@@ -341,6 +348,33 @@ func buildLibtch(lt *Libtorch, csrc, out string, jobs, nunits int) ([]string, er
 		objs[i], errs[i] = units[i].compile(lt, csrc, objDir)
 		extra = append(extra, "mlf_cuda_* (mollify_cuda.cpp did not compile)")
 	}
+	// The same for the c10d units: libtch builds without them.
+	c10dFailed := false
+	for i, u := range units {
+		if (u.name != c10dUnitName && u.name != ncclUnitName) || errs[i] == nil {
+			continue
+		}
+		fmt.Printf("c10d: %s.cpp did not compile against libtorch %s:\n%v\n", u.name, lt.Version, errs[i])
+		c10dNote += fmt.Sprintf("; %s.cpp did not compile, its stand-in is used. First errors:\n%s", u.name, firstErrors(errs[i].Error(), 8))
+		if u.name == c10dUnitName {
+			c10dFailed = true
+			units[i], errs[i] = c10dStubUnit(lt, read, c10dStubNoCompile)
+		} else {
+			units[i], errs[i] = ncclStubUnit(lt, read, ncclStubNoCompile)
+		}
+		if errs[i] == nil {
+			objs[i], errs[i] = units[i].compile(lt, csrc, objDir)
+		}
+		extra = append(extra, u.name+" (did not compile)")
+	}
+	// NCCL's group is built on the c10d unit's handles.
+	for i, u := range units {
+		if c10dFailed && u.name == ncclUnitName {
+			if units[i], errs[i] = ncclStubUnit(lt, read, ncclStubMissing); errs[i] == nil {
+				objs[i], errs[i] = units[i].compile(lt, csrc, objDir)
+			}
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -379,6 +413,7 @@ func buildLibtch(lt *Libtorch, csrc, out string, jobs, nunits int) ([]string, er
 		return nil, fmt.Errorf("linking libtch.so: %v\n%s", err, excerpt(o))
 	}
 	fmt.Println(cudaNote)
+	fmt.Println(c10dNote)
 	return stubs, os.Rename(out+".tmp", out)
 }
 

@@ -22,6 +22,10 @@ type Libtorch struct {
 	// CUDAIncludes are the -I folders of the CUDA runtime headers that
 	// mollify_cuda.cpp needs; empty without CUDA or when none were found.
 	CUDAIncludes []string
+	// C10d: the c10d headers are there and ProcessGroupGloo is exported;
+	// Gloo: the Gloo headers were found; NCCL: a CUDA libtorch with
+	// ProcessGroupNCCL (see c10d.go).
+	C10d, Gloo, NCCL bool
 }
 
 func findLibtorch() (*Libtorch, error) {
@@ -32,10 +36,22 @@ func findLibtorch() (*Libtorch, error) {
 	} else {
 		lt, err = debianLibtorch()
 	}
-	if err == nil && lt.CUDA {
+	if err != nil {
+		return nil, err
+	}
+	if lt.CUDA {
 		lt.CUDAIncludes = cudaIncludes(lt.Root, cudaHomes())
 	}
-	return lt, err
+	c10dSupport(lt, []string{"/usr/include"})
+	// Debian's libtorch is built against Debian's Gloo, whose headers are
+	// a separate package.
+	if lt.Root == "/usr" && lt.C10d && !lt.Gloo {
+		if err := aptInstall("libgloo-dev"); err != nil {
+			fmt.Printf("installing libgloo-dev failed (%v): distributed training will be unavailable\n", err)
+		}
+		c10dSupport(lt, []string{"/usr/include"})
+	}
+	return lt, nil
 }
 
 // cudaHomes are the CUDA toolkit folders to look in after the NVIDIA

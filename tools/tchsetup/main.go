@@ -161,7 +161,7 @@ func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 // stampKey hashes everything the build output depends on.
 func stampKey(root string, lt *Libtorch) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%s|%s|%d|%v|%s|%s|%s\n", gotchVersion, lt.Version, lt.Root, lt.Lib, lt.ABI, lt.CUDA, strings.Join(lt.Includes, ":"), strings.Join(lt.CUDAIncludes, ":"), cxxflags(lt))
+	fmt.Fprintf(h, "%s|%s|%s|%s|%d|%v|%s|%s|%s|c10d=%v,%v,%v\n", gotchVersion, lt.Version, lt.Root, lt.Lib, lt.ABI, lt.CUDA, strings.Join(lt.Includes, ":"), strings.Join(lt.CUDAIncludes, ":"), cxxflags(lt), lt.C10d, lt.Gloo, lt.NCCL)
 	for _, dir := range []string{filepath.Join(root, "patches"), filepath.Join(root, "tools", "tchsetup")} {
 		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
