@@ -31,12 +31,13 @@ const (
 const IDLength = 12
 
 // IgnoredInID are the config keys a run id leaves out: where and how fast
-// a run runs, where it writes, and how often it logs and checkpoints.
+// a run runs, where it writes, and how often it logs and checkpoints
+// (run.tensorboard only adds event files beside metrics.jsonl).
 // Changing one continues the same run (same folder); any other key makes a
 // new run. run.cuda_graph is here because captured and eager steps compute
 // the same thing (models tests check it bit for bit).
 var IgnoredInID = []string{"run.name", "run.device", "run.threads", "run.out_dir", "run.log_every",
-	"run.cuda_graph", "data.root", "output.checkpoint_every", "output.keep"}
+	"run.cuda_graph", "run.tensorboard", "data.root", "output.checkpoint_every", "output.keep"}
 
 // RunID is the id of the run a resolved config describes: the first
 // IDLength hex digits of the SHA-256 of its YAML without the keys of
@@ -45,6 +46,7 @@ func RunID(c *config.Config) (string, error) {
 	k := *c
 	k.Source = ""
 	k.Run.Name, k.Run.Device, k.Run.Threads, k.Run.OutDir, k.Run.LogEvery, k.Run.CUDAGraph = "", "", 0, "", 0, ""
+	k.Run.TensorBoard = true
 	k.Data.Root = ""
 	k.Output.CheckpointEvery, k.Output.Keep = 0, 0
 	b, err := k.YAML()
