@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -145,16 +144,6 @@ const (
 	MetricFCD = "fcd"
 )
 
-// reportManifest is one line of manifest.jsonl.
-type reportManifest struct {
-	Index     int               `json:"index"`
-	ID        string            `json:"id"`
-	Dir       string            `json:"dir"`
-	Base      string            `json:"base"`
-	Overrides []string          `json:"overrides"`
-	Labels    map[string]string `json:"labels"`
-}
-
 // ReadReport reads a sweep folder (manifest.jsonl and a cmd/train run
 // folder per run) into a report of metric: "fid", "fcd", or "" for the
 // one the runs logged (fid if any run has it).
@@ -219,45 +208,26 @@ func (rep *Report) anyRecords(kind string) bool {
 	return false
 }
 
-func readReportManifest(dir string) ([]reportManifest, error) {
-	path := filepath.Join(dir, "manifest.jsonl")
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
+func readReportManifest(dir string) ([]ManifestEntry, error) {
+	path := filepath.Join(dir, ManifestName)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s is not a sweep folder: it has no manifest.jsonl (pass the folder a sweep ran into; `go run ./cmd/sweep plan FILE` shows where that is)", dir)
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []reportManifest
-	var errs []error
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	out, lines, err := readManifest(dir)
+	errs := []error{err}
 	dirs := map[string]int{}
-	for line := 1; sc.Scan(); line++ {
-		if strings.TrimSpace(sc.Text()) == "" {
-			continue
-		}
-		var e reportManifest
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			errs = append(errs, fmt.Errorf("%s line %d: %w", path, line, err))
-			continue
-		}
+	for i, e := range out {
 		switch {
 		case e.Dir == "":
-			errs = append(errs, fmt.Errorf("%s line %d: run %d has no \"dir\"", path, line, e.Index))
+			errs = append(errs, fmt.Errorf("%s line %d: run %d has no \"dir\"", path, lines[i], e.Index))
 		case dirs[e.Dir] > 0:
-			errs = append(errs, fmt.Errorf("%s line %d: run %d has the folder %q of line %d", path, line, e.Index, e.Dir, dirs[e.Dir]))
+			errs = append(errs, fmt.Errorf("%s line %d: run %d has the folder %q of line %d", path, lines[i], e.Index, e.Dir, dirs[e.Dir]))
 		default:
-			dirs[e.Dir] = line
+			dirs[e.Dir] = lines[i]
 		}
-		out = append(out, e)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s lists no runs: nothing to report (re-plan the sweep with `go run ./cmd/sweep plan FILE`)", path)
@@ -267,7 +237,7 @@ func readReportManifest(dir string) ([]reportManifest, error) {
 }
 
 // readReportRun reads a run's state and config (not yet its metrics).
-func readReportRun(sweepDir string, e reportManifest) *ReportRun {
+func readReportRun(sweepDir string, e ManifestEntry) *ReportRun {
 	r := &ReportRun{Index: e.Index, ID: e.ID, Dir: e.Dir, Base: e.Base, Overrides: e.Overrides, Labels: e.Labels}
 	dir := filepath.Join(sweepDir, e.Dir)
 	var c *config.Config
@@ -282,19 +252,16 @@ func readReportRun(sweepDir string, e reportManifest) *ReportRun {
 		} else {
 			c, err = config.Load(e.Base, e.Overrides)
 		}
-		r.State = ReportIncomplete
-		if b, derr := os.ReadFile(filepath.Join(dir, "done.json")); derr == nil {
-			r.State = ReportDone
-			var d struct {
-				Steps int `json:"steps"`
-			}
-			if json.Unmarshal(b, &d) == nil {
-				r.LastStep = d.Steps
-			} else {
-				r.Detail = "done.json is unreadable"
-			}
-		} else if line := lastTrainError(filepath.Join(dir, "train.log")); line != "" {
-			r.State, r.Detail = ReportFailed, line
+		// The sweep's own reading of the folder (done.json, a live worker's
+		// lock, train.log's last attempt); running, interrupted and pending
+		// runs are incomplete here.
+		switch st := StatusOf(dir); st.State {
+		case StateDone:
+			r.State, r.LastStep = ReportDone, st.Step
+		case StateFailed:
+			r.State, r.Detail = ReportFailed, st.Detail
+		default:
+			r.State = ReportIncomplete
 		}
 		r.SamplePNG = lastSamplePNG(dir)
 	}
@@ -339,31 +306,6 @@ func variantOf(labels map[string]string) string {
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ", ")
-}
-
-// lastTrainError is the last line of train.log when it is a cmd/train
-// error ("train: ..."), else "".
-func lastTrainError(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return ""
-	}
-	off := max(st.Size()-64<<10, 0)
-	b := make([]byte, st.Size()-off)
-	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	last := strings.TrimSpace(lines[len(lines)-1])
-	if strings.HasPrefix(last, "train:") {
-		return last
-	}
-	return ""
 }
 
 // lastSamplePNG is the samples/step-*.png of the highest step (the names

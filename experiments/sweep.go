@@ -509,24 +509,36 @@ func (s *Sweep) WriteManifest() error {
 	return writeIfChanged(filepath.Join(s.OutDir, ManifestName), s.Manifest())
 }
 
-// ReadManifest reads the manifest.jsonl of a sweep folder.
+// ReadManifest reads the manifest.jsonl of a sweep folder; it reports
+// every unreadable line at once.
 func ReadManifest(sweepDir string) ([]ManifestEntry, error) {
-	b, err := os.ReadFile(filepath.Join(sweepDir, ManifestName))
+	out, _, err := readManifest(sweepDir)
+	return out, err
+}
+
+// readManifest is ReadManifest with each entry's line in the file.
+func readManifest(sweepDir string) ([]ManifestEntry, []int, error) {
+	path := filepath.Join(sweepDir, ManifestName)
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("sweep: %w (is %s a sweep folder? `sweep run FILE` writes it)", err, sweepDir)
+		return nil, nil, fmt.Errorf("sweep: %w (is %s a sweep folder? `sweep run FILE` writes it)", err, sweepDir)
 	}
 	var out []ManifestEntry
-	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if line == "" {
+	var lines []int
+	var errs []error
+	for i, line := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(line) == "" {
 			continue
 		}
 		var e ManifestEntry
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			return nil, fmt.Errorf("sweep: %s line %d: %w", filepath.Join(sweepDir, ManifestName), i+1, err)
+			errs = append(errs, fmt.Errorf("sweep: %s line %d: %w", path, i+1, err))
+			continue
 		}
 		out = append(out, e)
+		lines = append(lines, i+1)
 	}
-	return out, nil
+	return out, lines, errors.Join(errs...)
 }
 
 func writeIfChanged(path string, b []byte) error {
