@@ -10,6 +10,7 @@ type Config struct {
 	Mollification Mollification `mapstructure:"mollification" yaml:"mollification"`
 	Eval          Eval          `mapstructure:"eval" yaml:"eval"`
 	Output        Output        `mapstructure:"output" yaml:"output"`
+	Distributed   Distributed   `mapstructure:"distributed" yaml:"distributed"`
 
 	// Source says where the config was read from ("configs/glow_cifar10.yaml",
 	// "embedded:realnvp_mog.yaml", "defaults"). Not part of the schema.
@@ -316,6 +317,7 @@ func Default() Config {
 			Keep:            2,
 			Temperature:     1,
 		},
-		Source: "defaults",
+		Distributed: DefaultDistributed(),
+		Source:      "defaults",
 	}
 }

@@ -94,6 +94,7 @@ func (c *Config) Validate() error {
 	c.Mollification.validate(&k, c.Data, c.Run.Iterations)
 	c.Eval.validate(&k)
 	c.Output.validate(&k)
+	c.Distributed.check(&k)
 	if IsVAEFamily(c.Model.Name) {
 		c.Model.VAE.checkMollification(&k, c.Mollification)
 	}

@@ -35,9 +35,12 @@ const IDLength = 12
 // (run.tensorboard only adds event files beside metrics.jsonl).
 // Changing one continues the same run (same folder); any other key makes a
 // new run. run.cuda_graph is here because captured and eager steps compute
-// the same thing (models tests check it bit for bit).
+// the same thing (models tests check it bit for bit); the distributed.*
+// keys because data.batch_size is the global batch whatever the number of
+// processes (docs/distributed.md).
 var IgnoredInID = []string{"run.name", "run.device", "run.threads", "run.out_dir", "run.log_every",
-	"run.cuda_graph", "run.tensorboard", "data.root", "output.checkpoint_every", "output.keep"}
+	"run.cuda_graph", "run.tensorboard", "data.root", "output.checkpoint_every", "output.keep",
+	"distributed.backend", "distributed.bucket_mb", "distributed.heartbeat_seconds", "distributed.timeout_minutes"}
 
 // RunID is the id of the run a resolved config describes: the first
 // IDLength hex digits of the SHA-256 of its YAML without the keys of
@@ -49,6 +52,7 @@ func RunID(c *config.Config) (string, error) {
 	k.Run.TensorBoard = true
 	k.Data.Root = ""
 	k.Output.CheckpointEvery, k.Output.Keep = 0, 0
+	k.Distributed = config.Distributed{}
 	b, err := k.YAML()
 	if err != nil {
 		return "", err

@@ -136,7 +136,8 @@ func TestRunIDs(t *testing.T) {
 	}
 	ref := id()
 	same := map[string]string{"run.name": "other", "run.device": "cpu", "run.threads": "3", "run.out_dir": "elsewhere",
-		"run.log_every": "7", "run.cuda_graph": "off", "run.tensorboard": "false", "data.root": "/mnt/data", "output.checkpoint_every": "11", "output.keep": "5"}
+		"run.log_every": "7", "run.cuda_graph": "off", "run.tensorboard": "false", "data.root": "/mnt/data", "output.checkpoint_every": "11", "output.keep": "5",
+		"distributed.backend": "gloo", "distributed.bucket_mb": "1", "distributed.heartbeat_seconds": "7", "distributed.timeout_minutes": "9"}
 	if len(same) != len(IgnoredInID) {
 		t.Errorf("the test covers %d keys, IgnoredInID has %d", len(same), len(IgnoredInID))
 	}
