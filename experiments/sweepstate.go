@@ -38,11 +38,26 @@ type Done struct {
 	Steps    int     `json:"steps"`
 	WallS    float64 `json:"wall_s"` // seconds of the invocation that finished the run
 	Finished string  `json:"finished"`
+	// Diverged is why a run that stopped on non-finite losses stopped
+	// (train.ErrNonFinite): a result, as the paper's 2-D tables count
+	// it, so a rerun of the sweep keeps it instead of training it again.
+	Diverged string `json:"diverged,omitempty"`
 }
 
 // WriteDone records in dir that its run finished after steps steps.
 func WriteDone(dir string, steps int, wall time.Duration) error {
-	b, _ := json.Marshal(Done{Steps: steps, WallS: wall.Seconds(), Finished: time.Now().UTC().Format(time.RFC3339)})
+	return writeDone(dir, Done{Steps: steps, WallS: wall.Seconds()})
+}
+
+// WriteDiverged records in dir that its run diverged at step steps, for
+// the reason given: the run is over, as a result.
+func WriteDiverged(dir string, steps int, wall time.Duration, reason string) error {
+	return writeDone(dir, Done{Steps: steps, WallS: wall.Seconds(), Diverged: reason})
+}
+
+func writeDone(dir string, d Done) error {
+	d.Finished = time.Now().UTC().Format(time.RFC3339)
+	b, _ := json.Marshal(d)
 	return WriteFileAtomic(filepath.Join(dir, DoneName), append(b, '\n'))
 }
 
@@ -55,6 +70,9 @@ func StatusOf(dir string) RunStatus {
 	if b, err := os.ReadFile(filepath.Join(dir, DoneName)); err == nil {
 		var d Done
 		if json.Unmarshal(b, &d) == nil {
+			if d.Diverged != "" {
+				return RunStatus{State: StateDone, Step: d.Steps, Detail: fmt.Sprintf("diverged at step %d: %s", d.Steps, d.Diverged)}
+			}
 			return RunStatus{State: StateDone, Step: d.Steps, Detail: "finished " + d.Finished}
 		}
 	}

@@ -207,6 +207,9 @@ func runAll(s *experiments.Sweep, o *runOptions, stderr io.Writer) error {
 	stopTicker := p.tick()
 	var failed []string
 	for res := range results {
+		if res.err != nil && experiments.StatusOf(s.Dir(res.run)).State == experiments.StateDone {
+			res.err = nil // diverged: a result (done.json), not a failure
+		}
 		p.finished(res.run, res.err)
 		if res.err != nil && ctx.Err() == nil {
 			failed = append(failed, fmt.Sprintf("run %d (%s, %s): %v", res.run.Index, s.Dir(res.run), strings.Join(labels(s, res.run), " "), res.err))

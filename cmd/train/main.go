@@ -226,6 +226,14 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		return err
 	}
 	if err := t.RunUntil(stop); err != nil {
+		if errors.Is(err, train.ErrNonFinite) {
+			// Diverging is how this run ends (the 2-D tables count it): the
+			// command still fails, but done.json keeps a sweep from
+			// training it again.
+			if derr := experiments.WriteDiverged(dir, t.Steps(), time.Since(start), err.Error()); derr != nil {
+				return errors.Join(err, derr)
+			}
+		}
 		return err
 	}
 	if t.Steps() >= cfg.Run.Iterations {
