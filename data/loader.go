@@ -22,6 +22,12 @@ type LoaderConfig struct {
 	// (Seed, epoch, batch), so a batch is the same however it is reached.
 	HFlip bool
 	Seed  uint64
+	// Rank and World shard each batch for data-parallel training: the
+	// rank serves its contiguous slice of BatchSize/World rows of every
+	// (global) batch, rows Rank·BatchSize/World onwards, from the same
+	// epoch order; flips are drawn for the whole batch, so a row is
+	// flipped alike whatever the world size. World 0 or 1: no sharding.
+	Rank, World int
 	// Prefetch is how many batches the producer goroutine keeps ready
 	// (2 by default).
 	Prefetch int
@@ -53,6 +59,12 @@ func NewLoader(ds Dataset, cfg LoaderConfig) (*Loader, error) {
 	if per == 0 {
 		return nil, fmt.Errorf("data: batch size %d is larger than the %d examples and drop_last drops it: no batches", cfg.BatchSize, n)
 	}
+	if err := checkShard(n, cfg.BatchSize, cfg.DropLast, cfg.Rank, cfg.World); err != nil {
+		return nil, err
+	}
+	if cfg.World == 0 {
+		cfg.World = 1
+	}
 	if cfg.Prefetch < 0 {
 		return nil, fmt.Errorf("data: prefetch must be >= 0, got %d", cfg.Prefetch)
 	}
@@ -61,6 +73,24 @@ func NewLoader(ds Dataset, cfg LoaderConfig) (*Loader, error) {
 	}
 	c, h, w := ds.Shape()
 	return &Loader{ds: ds, cfg: cfg, perEpoch: per, c: c, h: h, w: w}, nil
+}
+
+// checkShard says whether n examples in batches of batch rows split
+// evenly over world ranks; errors name the keys to change.
+func checkShard(n, batch int, dropLast bool, rank, world int) error {
+	if world == 0 && rank == 0 {
+		return nil
+	}
+	if world < 1 || rank < 0 || rank >= world {
+		return fmt.Errorf("data: rank %d of a world of %d processes (want 0 <= rank < world)", rank, world)
+	}
+	if batch%world != 0 {
+		return fmt.Errorf("data: data.batch_size %d (the global batch) does not split over %d processes: make it a multiple of %d", batch, world, world)
+	}
+	if short := n % batch; !dropLast && short != 0 && short%world != 0 {
+		return fmt.Errorf("data: each epoch ends with a partial batch of %d rows (%d examples, data.batch_size %d), which does not split over %d processes: set data.drop_last=true or make data.batch_size divide the examples", short, n, batch, world)
+	}
+	return nil
 }
 
 // BatchesPerEpoch is the number of batches in one pass over the data.
@@ -96,6 +126,11 @@ type Batch struct {
 	Labels []int32 // N class labels; nil for an unlabelled dataset
 	Epoch  int
 	Index  int // index within the epoch
+	// Offset is the first row's index in the global batch and Total the
+	// global batch's rows (Offset 0 and Total N without sharding): noise
+	// drawn for the batch (dequantisation) is drawn for Total rows and
+	// sliced, so it does not depend on the world size.
+	Offset, Total int
 	// Wait is how long Next blocked waiting for the producer: the
 	// "data_wait" of the step. Near zero when prefetching keeps up.
 	Wait time.Duration
@@ -123,19 +158,25 @@ func (l *Loader) fill(b *Batch, order []int32, epoch, index int) {
 	n := l.ds.Len()
 	lo := index * l.cfg.BatchSize
 	hi := min(lo+l.cfg.BatchSize, n)
-	rows := hi - lo
+	total := hi - lo
+	rows := total / l.cfg.World
+	first := l.cfg.Rank * rows // this rank's first row in the global batch
 	d := l.c * l.h * l.w
 	b.Pixels = b.Pixels[:rows*d]
 	b.Shape = [4]int{rows, l.c, l.h, l.w}
 	b.Epoch, b.Index = epoch, index
+	b.Offset, b.Total = first, total
 	var flips *rand.Rand
 	if l.cfg.HFlip {
 		flips = rand.New(rand.NewPCG(l.cfg.Seed^0x666c6970, uint64(epoch)<<32|uint64(uint32(index)))) // "flip"
+		for r := 0; r < first; r++ {
+			flips.Uint64() // the rows of the ranks before this one
+		}
 	}
 	b.Labels = b.Labels[:0]
 	labelled := true
 	for r := 0; r < rows; r++ {
-		src, label := l.ds.Example(int(order[lo+r]))
+		src, label := l.ds.Example(int(order[lo+first+r]))
 		dst := b.Pixels[r*d : (r+1)*d]
 		if flips != nil && flips.Uint64()&1 == 1 {
 			flipRows(dst, src, l.w)

@@ -89,6 +89,15 @@ func (t Transform) BitsPerDimOffset() float64 {
 // comes from libtorch's generator of that device (seeded by nn.Seed and
 // saved in checkpoints). The result belongs to the caller's scope.
 func (t Transform) Apply(u8 *ts.Tensor) (out *ts.Tensor, err error) {
+	return t.ApplyRows(u8, 0, 0)
+}
+
+// ApplyRows is Apply for rows offset.. of a batch of total rows (a rank's
+// slice of a global batch): the dequantisation noise is drawn for all
+// total rows and sliced, so each row gets the noise it gets in a
+// one-process run (one seed, the same noise for any world size), at the
+// cost of drawing the whole batch's noise. total 0 means u8's own rows.
+func (t Transform) ApplyRows(u8 *ts.Tensor, offset, total int) (out *ts.Tensor, err error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
@@ -103,7 +112,22 @@ func (t Transform) Apply(u8 *ts.Tensor) (out *ts.Tensor, err error) {
 	// tensor (CONVENTIONS.md, "Aliasing").
 	x := u8.MustTotype(gotch.Float, false)
 	if t.Dequantization == DequantUniform {
-		x = x.MustAdd(x.MustRandLike(false), false).MustDivScalar(ts.FloatScalar(256/t.width()), true)
+		shape := x.MustSize()
+		rows := shape[0]
+		if total == 0 {
+			total = int(rows)
+		}
+		if offset < 0 || int64(offset)+rows > int64(total) {
+			return nil, fmt.Errorf("data: rows %d..%d of a batch of %d", offset, int64(offset)+rows, total)
+		}
+		var u *ts.Tensor
+		if int64(total) == rows {
+			u = x.MustRandLike(false)
+		} else {
+			dev := x.MustDevice()
+			u = ts.MustRand(append([]int64{int64(total)}, shape[1:]...), gotch.Float, dev).MustNarrow(0, int64(offset), rows, false)
+		}
+		x = x.MustAdd(u, false).MustDivScalar(ts.FloatScalar(256/t.width()), true)
 	} else {
 		x = x.MustDivScalar(ts.FloatScalar(255/t.width()), false)
 	}
@@ -169,7 +193,7 @@ func (b *Batch) Tensor(device gotch.Device, t Transform) (out *ts.Tensor, err er
 	if device != gotch.CPU {
 		u8 = u8.MustTo(device, false)
 	}
-	x, err := t.Apply(u8)
+	x, err := t.ApplyRows(u8, b.Offset, b.Total)
 	if err != nil {
 		return nil, err
 	}

@@ -140,6 +140,9 @@ type PointBatches struct {
 	permEpoch int
 	perm      []int
 	buf       []float32
+	// rank and world: the rank serves its slice of each global batch
+	// (Shard).
+	rank, world int
 }
 
 // NewPointBatches serves batches of `batch` rows from N×2 points.
@@ -152,7 +155,19 @@ func NewPointBatches(points []float32, batch int, dropLast bool, seed uint64, de
 	if !dropLast && n%batch != 0 {
 		per++
 	}
-	return &PointBatches{points: points, batch: batch, dropLast: dropLast, seed: seed, device: device, perEpoch: per, permEpoch: -1}, nil
+	return &PointBatches{points: points, batch: batch, dropLast: dropLast, seed: seed, device: device, perEpoch: per, permEpoch: -1, world: 1}, nil
+}
+
+// Shard makes Batch serve rank's contiguous slice of batch/world rows of
+// each global batch (rows rank·batch/world onwards), from the same epoch
+// order, for data-parallel training. The error names data.batch_size or
+// data.drop_last when the batches do not split evenly.
+func (b *PointBatches) Shard(rank, world int) error {
+	if err := checkShard(len(b.points)/2, b.batch, b.dropLast, rank, world); err != nil {
+		return err
+	}
+	b.rank, b.world = rank, world
+	return nil
 }
 
 // BatchesPerEpoch is the number of batches per pass over the data.
@@ -172,6 +187,9 @@ func (b *PointBatches) Batch(step int) (*ts.Tensor, error) {
 		b.permEpoch = epoch
 	}
 	lo, hi := i*b.batch, min((i+1)*b.batch, n)
+	rows := (hi - lo) / b.world
+	lo += b.rank * rows
+	hi = lo + rows
 	b.buf = b.buf[:0]
 	for _, j := range b.perm[lo:hi] {
 		b.buf = append(b.buf, b.points[2*j], b.points[2*j+1])
