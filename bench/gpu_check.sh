@@ -15,6 +15,9 @@
 #      timed, with the allocator's peak allocated and reserved memory;
 #      prints MET / NOT MET / UNMEASURED for a peak allocation <= 80 GB
 #      (stages 1-4 take most of the 590 s: run it as `gpu_check.sh 1 5`)
+#   6  TensorBoard (issue 15): the real reader (the machine's Python has
+#      tensorboard) loads train/tensorboard/testdata/sample, the files our
+#      writer produces; MET / NOT MET / UNMEASURED (no tensorboard module)
 # Later checks are added here as stages, not as a second script.
 #
 #   bench/gpu_check.sh              all stages (on the GPU machine)
@@ -44,6 +47,7 @@ STAGE2_TIMEOUT=${STAGE2_TIMEOUT:-210}
 STAGE3_TIMEOUT=${STAGE3_TIMEOUT:-50}
 STAGE4_TIMEOUT=${STAGE4_TIMEOUT:-300}
 STAGE5_TIMEOUT=${STAGE5_TIMEOUT:-120}
+STAGE6_TIMEOUT=${STAGE6_TIMEOUT:-40}
 # Per package in stage 2; packages run PKG_JOBS at a time.
 PKG_TIMEOUT=${PKG_TIMEOUT:-180}
 PKG_JOBS=${PKG_JOBS:-$(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 ))}
@@ -258,6 +262,36 @@ EOF
   return "${PIPESTATUS[0]}"
 }
 
+# stage6 reads the committed sample event files (a killed run's file and
+# its resume's, written by train/tensorboard; the writer test keeps them
+# byte-identical to what it writes) with TensorBoard's EventAccumulator:
+# the resumed curve without the killed run's step 3, the image, the tags.
+# Needs no libtch and no stage 1.
+stage6() {
+  echo "== stage 6 summary"
+  $PYTHON - "$ROOT/train/tensorboard/testdata/sample" <<'EOF' 2>&1 | tee -a "$WORK/summary.txt"
+import sys
+what = "TensorBoard's EventAccumulator reads train/tensorboard's event files"
+try:
+    import tensorboard
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+except Exception as e:
+    print("UNMEASURED  %s: no tensorboard module (%s)" % (what, e)); sys.exit(1)
+ea = EventAccumulator(sys.argv[1], size_guidance={"scalars": 0, "images": 0}); ea.Reload()
+problems = []
+loss = [(e.step, e.value) for e in ea.Scalars("train/loss")]
+if loss != [(1, 3.0), (2, 2.0), (3, 1.25), (4, 1.0)]: problems.append("train/loss %r" % loss)
+bpd = [(e.step, e.value) for e in ea.Scalars("eval/bpd")]
+if bpd != [(4, 2.5)]: problems.append("eval/bpd %r" % bpd)
+im = [(i.step, i.width, i.height, i.encoded_image_string[:4]) for i in ea.Images("samples")]
+if im != [(2, 4, 3, b"\x89PNG")]: problems.append("samples %r" % im)
+print("tensorboard", tensorboard.__version__, ea.Tags())
+print("%s  %s%s" % ("NOT MET" if problems else "MET", what, ": " + "; ".join(problems) if problems else ""))
+sys.exit(1 if problems else 0)
+EOF
+  return "${PIPESTATUS[0]}"
+}
+
 # copyout puts the logs in $OUT (at most 8 files come back; these are 6).
 copyout() {
   [ -n "${OUT:-}" ] || return 0
@@ -272,21 +306,21 @@ copyout() {
 
 if [ "${1:-}" = "--stage" ]; then
   case "${2:-}" in
-    1) stage1 ;; 2) stage2 ;; 3) stage3 ;; 4) stage4 ;; 5) stage5 ;;
-    *) echo "usage: $0 [--stage 1|2|3|4|5]"; exit 2 ;;
+    1) stage1 ;; 2) stage2 ;; 3) stage3 ;; 4) stage4 ;; 5) stage5 ;; 6) stage6 ;;
+    *) echo "usage: $0 [--stage 1|2|3|4|5|6]"; exit 2 ;;
   esac
   exit
 fi
 
-stages=("$@"); [ $# -eq 0 ] && stages=(1 2 3 4 5)
+stages=("$@"); [ $# -eq 0 ] && stages=(1 2 3 4 5 6)
 for s in "${stages[@]}"; do
-  case $s in 1|2|3|4|5) ;; *) echo "usage: $0 [--stage N | N...], N in 1 2 3 4 5"; exit 2 ;; esac
+  case $s in 1|2|3|4|5|6) ;; *) echo "usage: $0 [--stage N | N...], N in 1 2 3 4 5 6"; exit 2 ;; esac
 done
 exec > >(tee "$WORK/gpu_check.log") 2>&1
 TEE=$!
 : > "$WORK/summary.txt"; rm -rf "$WORK/tests"
 failed=0
-declare -A timeouts=([1]=$STAGE1_TIMEOUT [2]=$STAGE2_TIMEOUT [3]=$STAGE3_TIMEOUT [4]=$STAGE4_TIMEOUT [5]=$STAGE5_TIMEOUT)
+declare -A timeouts=([1]=$STAGE1_TIMEOUT [2]=$STAGE2_TIMEOUT [3]=$STAGE3_TIMEOUT [4]=$STAGE4_TIMEOUT [5]=$STAGE5_TIMEOUT [6]=$STAGE6_TIMEOUT)
 results=()
 start=$SECONDS
 for s in "${stages[@]}"; do
