@@ -22,6 +22,10 @@
 //     model. It never frees its input; the tensor it returns belongs to the
 //     caller's open ts.Scope (after the phase it is a shallow copy of x,
 //     sharing its storage). Mollifiers are not safe for concurrent use.
+//   - Data-parallel runs: Shard wraps the mollifier of a rank whose batch
+//     is its slice of the global batch; Gaussian noise is keyed per global
+//     row (the whole global batch's noise is drawn and sliced), so one seed
+//     gives the same noise for any world size (shard.go says the cost).
 //   - A Blur holds its DCT matrices on the device: build it outside the
 //     per-step scope (like a model) and Close it when done.
 package mollification
