@@ -222,6 +222,9 @@ func (t *Trainer) capture(x *ts.Tensor, active bool) (err error) {
 	}
 	params := t.Store.Parameters()
 	clip := t.Options.GradClip
+	// A distributed step takes the norm of the averaged gradients, after
+	// the all-reduce that runs between the graphs (reducedSummary).
+	normInGraph := clip > 0 && !t.distributed()
 	// A recapture (the phase change) shares the update graph's pool.
 	c.loss, err = t.Graphs.Capture(c.up, func() (err error) {
 		defer nn.Recover(&err)
@@ -250,7 +253,7 @@ func (t *Trainer) capture(x *ts.Tensor, active bool) (err error) {
 		}
 		loss.Total.MustBackward()
 		var norm *ts.Tensor
-		if clip > 0 {
+		if normInGraph {
 			if norm, err = t.Optim.GradNorm(); err != nil {
 				return err
 			}
@@ -329,6 +332,11 @@ func (t *Trainer) capturedStep(x *ts.Tensor, st *StepStats, start time.Time) (ok
 	if err := c.loss.Replay(); err != nil {
 		return true, err
 	}
+	if t.distributed() {
+		if err := t.reducedSummary(c.summary); err != nil {
+			return true, err
+		}
+	}
 	vals, err := nn.ReadStepSummary(c.summary) // the step's one host read
 	if err != nil {
 		return true, err
@@ -350,6 +358,36 @@ func (t *Trainer) capturedStep(x *ts.Tensor, st *StepStats, start time.Time) (ok
 	}
 	st.StepTime = time.Since(start)
 	return true, nil
+}
+
+// reducedSummary runs between the loss graph and the update graph of a
+// distributed step: it averages the gradients and the summary over the
+// ranks (the finite flag's mean is 1 only if every rank's loss was
+// finite), then writes the norm of the averaged gradients and its
+// finiteness into the summary, where the update graph reads the norm. The
+// all-reduce stays outside the graphs: Gloo cannot be captured, and NCCL
+// capture is left for later (docs/distributed.md).
+func (t *Trainer) reducedSummary(summary *ts.Tensor) (err error) {
+	defer nn.Recover(&err)
+	sc := ts.NewScope()
+	defer sc.Close()
+	if err := t.reduceStep(summary); err != nil {
+		return err
+	}
+	if t.Options.GradClip <= 0 {
+		return nil
+	}
+	norm, err := t.Optim.GradNorm()
+	if err != nil {
+		return err
+	}
+	ts.NoGrad(func() {
+		n := norm.MustReshape([]int64{1}, false).MustTotype(gotch.Double, false)
+		summary.MustNarrow(0, 1, 1, false).Copy_(n)
+		ok := summary.MustNarrow(0, 2, 1, false)
+		ok.Copy_(ok.MustMul(n.MustIsfinite(false).MustTotype(gotch.Double, false), false))
+	})
+	return nil
 }
 
 func detachAll(xs []*ts.Tensor) []*ts.Tensor {

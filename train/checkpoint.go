@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/mollify/mollify/nn"
+	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
 
@@ -18,6 +19,10 @@ import (
 // the optimizer state ("optim.*"), libtorch's generator states ("rng.*"),
 // and in its metadata the step, the Go RNG state, the skip counters and the
 // resolved config. It is written atomically (temporary file + rename).
+// The hooks' generator stream is "rng.hooks.*" (rngstreams.go). A
+// distributed run's checkpoint is written by rank 0 and holds every
+// rank's training-noise state, Go RNG and step ("ranks" in the metadata),
+// gathered by a collective that every rank joins.
 
 func checkpointDir(runDir string) string { return filepath.Join(runDir, "checkpoints") }
 
@@ -36,14 +41,37 @@ func Checkpoints(runDir string) ([]string, error) {
 }
 
 // SaveCheckpoint writes the current state and prunes old checkpoints down
-// to output.keep.
+// to output.keep. In a distributed run every rank calls it (the hook is
+// AllRanks): all take part in gathering the ranks' states, and rank 0
+// writes the file; the others return "".
 func (t *Trainer) SaveCheckpoint() (path string, err error) {
 	defer nn.Recover(&err)
+	sc := ts.NewScope()
+	defer sc.Close()
+	rng, hookRNG, goState, err := t.checkpointStreams()
+	if err != nil {
+		return "", err
+	}
+	var ranks string
+	if t.distributed() && t.WorldSize() > 1 {
+		mine := rankState{Rank: t.Rank(), Step: t.step, RNG: map[string][]byte{}, Go: goState}
+		for k, v := range rng {
+			mine.RNG[k] = v.MustTotype(gotch.Uint8, false).MustTo(gotch.CPU, false).MustDetachCopy(false).Vals().([]uint8)
+		}
+		all, err := t.gatherRanks(mine)
+		if err != nil {
+			return "", fmt.Errorf("train: gathering the ranks' states for the checkpoint: %w", err)
+		}
+		if !t.Leader() {
+			return "", nil
+		}
+		if ranks, err = encodeRanks(all); err != nil {
+			return "", err
+		}
+	}
 	if err := os.MkdirAll(checkpointDir(t.Dir), 0o755); err != nil {
 		return "", fmt.Errorf("train: %w", err)
 	}
-	sc := ts.NewScope()
-	defer sc.Close()
 	tensors := map[string]*ts.Tensor{}
 	for n, v := range t.Store.Named() {
 		tensors["model."+n] = v
@@ -52,11 +80,10 @@ func (t *Trainer) SaveCheckpoint() (path string, err error) {
 	for n, v := range state {
 		tensors[n] = v
 	}
-	rng, goState, err := t.RNG.State(t.Device)
-	if err != nil {
-		return "", err
-	}
 	for n, v := range rng {
+		tensors[n] = v
+	}
+	for n, v := range hookRNG {
 		tensors[n] = v
 	}
 	meta := map[string]string{
@@ -68,6 +95,9 @@ func (t *Trainer) SaveCheckpoint() (path string, err error) {
 		"seed":       strconv.FormatUint(t.RNG.Seed, 10),
 		"config":     t.Options.RunConfig,
 		"format":     "mollify-checkpoint-1",
+	}
+	if ranks != "" {
+		meta[ranksMetaKey] = ranks
 	}
 	// metrics.jsonl's length now: rows a killed run writes after this
 	// checkpoint are cut off on resume instead of appearing twice.
@@ -147,8 +177,14 @@ func (t *Trainer) LoadCheckpoint(path string) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := t.restoreRank(meta, int(step)); err != nil {
+		return fmt.Errorf("train: %s: %w", path, err)
+	}
+	if err := t.restoreHookStream(tensors); err != nil {
+		return err
+	}
 	for _, h := range t.Hooks {
-		if h.State == nil {
+		if h.State == nil || !t.Leader() && !h.AllRanks {
 			continue
 		}
 		enc, ok := meta[hookStateKey(h.Name)]
@@ -164,7 +200,7 @@ func (t *Trainer) LoadCheckpoint(path string) (err error) {
 			return fmt.Errorf("train: %s: restoring the state of hook %s: %w", path, h.Name, err)
 		}
 	}
-	if v, ok := meta["metrics_bytes"]; ok {
+	if v, ok := meta["metrics_bytes"]; ok && t.Leader() {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			return fmt.Errorf("train: %s: bad metrics_bytes in metadata: %w", path, err)
@@ -177,7 +213,7 @@ func (t *Trainer) LoadCheckpoint(path string) (err error) {
 	skipped, _ := atoi("skipped")
 	t.step, t.nonFinite, t.skipped = int(step), int(nonFinite), int(skipped)
 	t.lastCkpt = path
-	hooks, err := t.orderedHooks()
+	hooks, err := t.rankHooks()
 	if err != nil {
 		return err
 	}
@@ -214,7 +250,7 @@ func truncateMetrics(path string, n int64) error {
 // CheckpointHook saves every `every` steps and at the end, after every
 // other hook of the step.
 func CheckpointHook(every int) Hook {
-	return Hook{Name: "checkpoint", Priority: PriorityCheckpoint, Every: every, AtEnd: true, Fn: func(t *Trainer, _ *StepStats) error {
+	return Hook{Name: "checkpoint", Priority: PriorityCheckpoint, Every: every, AtEnd: true, AllRanks: true, Fn: func(t *Trainer, _ *StepStats) error {
 		_, err := t.SaveCheckpoint()
 		return err
 	}}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/train/dist"
 	"github.com/mollify/mollify/train/tensorboard"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -60,11 +61,18 @@ type StepStats struct {
 // first step of Run (after any resume); End runs once when Run returns,
 // with the error that ends it, so that a hook can record a failed or
 // diverged run.
+//
+// In a data-parallel run (Trainer.Dist) hooks run on rank 0 only, and
+// draw their noise from a stream of their own (rngstreams.go), so the
+// ranks' training noise stays in step. AllRanks hooks run on every rank
+// (the checkpoint, whose collective gathers every rank's state): they
+// must make the same collectives on each.
 type Hook struct {
 	Name     string
 	Priority int
 	Every    int
 	AtEnd    bool
+	AllRanks bool
 	Fn       func(t *Trainer, s *StepStats) error
 	Resume   func(t *Trainer) error
 	Start    func(t *Trainer) error
@@ -113,6 +121,16 @@ type Trainer struct {
 	// Graphs captures the step when Options.CUDAGraph allows it; nil
 	// means CUDA graphs on a CUDA device (tests set an emulation).
 	Graphs Grapher
+
+	// Dist is the data-parallel group (distributed.go); nil for one
+	// process. Data and Mollifier must then serve this rank's slice of
+	// each global batch (data's Shard, mollification.Shard).
+	Dist   *dist.Group
+	synced bool // parameters broadcast, gradients allocated
+
+	// hookRNG is the hooks' generator stream while training runs;
+	// trainRNG the training stream while hooks run (rngstreams.go).
+	hookRNG, trainRNG map[int]*ts.Tensor
 }
 
 // ErrNonFinite is wrapped by the error that stops a run after too many
@@ -137,6 +155,9 @@ func (t *Trainer) logger() io.Writer {
 // Metric appends a record to metrics.jsonl with the current step, and
 // its numbers to the TensorBoard event file (run.tensorboard).
 func (t *Trainer) Metric(kind string, values map[string]any) error {
+	if !t.Leader() {
+		return nil // rank 0 writes the run's records
+	}
 	if t.metrics == nil {
 		f, err := os.OpenFile(filepath.Join(t.Dir, metricsName), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -245,19 +266,28 @@ func (t *Trainer) eagerStep(x *ts.Tensor, st StepStats, start time.Time) (_ Step
 	if err != nil {
 		return st, fmt.Errorf("train: step %d: %w", step, err)
 	}
-	if st.Loss, err = loss.Total.Float64(); err != nil {
-		return st, err
-	}
-	if len(loss.Terms) > 0 {
-		st.Terms = make(map[string]float64, len(loss.Terms))
-		for k, v := range loss.Terms {
-			st.Terms[k], _ = v.Float64()
+	if t.distributed() {
+		if err := t.eagerReduce(loss, &st); err != nil {
+			return st, err
 		}
+		if !finite(st.Loss) {
+			return skip()
+		}
+	} else {
+		if st.Loss, err = loss.Total.Float64(); err != nil {
+			return st, err
+		}
+		if len(loss.Terms) > 0 {
+			st.Terms = make(map[string]float64, len(loss.Terms))
+			for k, v := range loss.Terms {
+				st.Terms[k], _ = v.Float64()
+			}
+		}
+		if !finite(st.Loss) {
+			return skip()
+		}
+		loss.Total.MustBackward()
 	}
-	if !finite(st.Loss) {
-		return skip()
-	}
-	loss.Total.MustBackward()
 	// A capturable optimizer clips as the captured step does (the norm as
 	// a device tensor, the factor inside the update), so eager and captured
 	// steps of a run compute the same numbers.
@@ -301,12 +331,47 @@ func (t *Trainer) eagerStep(x *ts.Tensor, st StepStats, start time.Time) (_ Step
 
 // zeroGrads drops the gradients after an eager step. Once they belong to
 // captured graphs they are never freed: every later step (a replay, or
-// eagerStep) zeroes them in place before its backward.
+// eagerStep) zeroes them in place before its backward. A distributed run
+// keeps them too (the all-reduce needs every gradient defined, the same
+// on every rank) and zeroes them in place.
 func (t *Trainer) zeroGrads() error {
 	if t.captured != nil {
 		return nil
 	}
+	if t.distributed() {
+		t.zeroGradsInPlace()
+		return nil
+	}
 	return t.Optim.ZeroGrad()
+}
+
+// eagerReduce runs the backward of a distributed eager step whatever the
+// loss (every rank must join the all-reduce) and averages the gradients,
+// the loss and the terms over the ranks.
+func (t *Trainer) eagerReduce(loss nn.Loss, st *StepStats) error {
+	if t.termNames == nil && len(loss.Terms) > 0 {
+		for k := range loss.Terms {
+			t.termNames = append(t.termNames, k)
+		}
+		sort.Strings(t.termNames)
+	}
+	summary, err := eagerSummary(loss, t.termNames)
+	if err != nil {
+		return err
+	}
+	loss.Total.MustBackward()
+	if err := t.reduceStep(summary); err != nil {
+		return err
+	}
+	vals := summary.Float64Values()
+	st.Loss = vals[0]
+	if len(t.termNames) > 0 {
+		st.Terms = make(map[string]float64, len(t.termNames))
+		for i, k := range t.termNames {
+			st.Terms[k] = vals[1+i]
+		}
+	}
+	return nil
 }
 
 func (t *Trainer) zeroGradsInPlace() {
@@ -342,7 +407,7 @@ func (t *Trainer) RunUntil(stop int) (err error) {
 	if t.Log == nil {
 		t.Log = os.Stderr
 	}
-	hooks, err := t.orderedHooks()
+	hooks, err := t.rankHooks()
 	if err != nil {
 		return err
 	}
@@ -360,7 +425,18 @@ func (t *Trainer) RunUntil(stop int) (err error) {
 		}
 		err = errors.Join(err, t.closeBoard())
 	}()
-	if err := t.openBoard(); err != nil {
+	if t.Leader() {
+		if err := t.openBoard(); err != nil {
+			return err
+		}
+	}
+	if err := t.checkSameStep(); err != nil {
+		return err
+	}
+	if err := t.syncStart(); err != nil {
+		return err
+	}
+	if err := t.initHookStream(); err != nil {
 		return err
 	}
 	if t.buffers == nil {
@@ -404,15 +480,52 @@ func (t *Trainer) RunUntil(stop int) (err error) {
 		} else {
 			t.nonFinite = 0
 		}
-		for _, h := range hooks {
-			if h.Fn != nil && (h.Every > 0 && (step+1)%h.Every == 0 || h.AtEnd && t.step == total) {
-				if err := h.Fn(t, &st); err != nil {
-					return fmt.Errorf("train: hook %s at step %d: %w", h.Name, t.step, err)
+		if err := t.runHooks(hooks, &st, step, total); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runHooks runs the hooks due after a step, on the hooks' generator
+// stream.
+func (t *Trainer) runHooks(hooks []Hook, st *StepStats, step, total int) (err error) {
+	entered := false
+	defer func() {
+		if entered {
+			err = errors.Join(err, t.leaveHooks())
+		}
+	}()
+	for _, h := range hooks {
+		if h.Fn != nil && (h.Every > 0 && (step+1)%h.Every == 0 || h.AtEnd && t.step == total) {
+			if !entered {
+				if err := t.enterHooks(); err != nil {
+					return err
 				}
+				entered = true
+			}
+			if err := h.Fn(t, st); err != nil {
+				return fmt.Errorf("train: hook %s at step %d: %w", h.Name, t.step, err)
 			}
 		}
 	}
 	return nil
+}
+
+// rankHooks are the ordered hooks this rank runs: all on rank 0, the
+// AllRanks ones elsewhere.
+func (t *Trainer) rankHooks() ([]Hook, error) {
+	hooks, err := t.orderedHooks()
+	if err != nil || t.Leader() {
+		return hooks, err
+	}
+	var mine []Hook
+	for _, h := range hooks {
+		if h.AllRanks {
+			mine = append(mine, h)
+		}
+	}
+	return mine, nil
 }
 
 // Close frees what the trainer allocated for itself (not the store, model,
@@ -426,4 +539,8 @@ func (t *Trainer) Close() {
 		t.buffers.Close()
 		t.buffers = nil
 	}
+	for _, st := range []map[int]*ts.Tensor{t.hookRNG, t.trainRNG} {
+		freeStates(st)
+	}
+	t.hookRNG, t.trainRNG = nil, nil
 }
