@@ -22,6 +22,16 @@
 //
 // A run that finishes writes done.json (steps, wall seconds, time) into its
 // folder.
+//
+// Data-parallel training: started with torchrun's variables (RANK,
+// WORLD_SIZE, MASTER_ADDR, MASTER_PORT; cmd/launch sets them) or Slurm's
+// for more than one process, train joins a c10d group (distributed.* keys)
+// and each rank trains on its slice of every data.batch_size batch; rank 0
+// logs, evaluates and writes the run folder (rank 0 picks its name when
+// -run-dir is not given). A rank that stops responding makes the others
+// exit 1 with a one-line error (docs/distributed.md):
+//
+//	go run ./cmd/launch -nproc 2 -- train -config realnvp_mog -run-dir runs/mog2
 package main
 
 import (
@@ -29,6 +39,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -42,7 +53,9 @@ import (
 	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
 	"github.com/mollify/mollify/train"
+	"github.com/mollify/mollify/train/dist"
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 )
 
 type setFlags []string
@@ -110,22 +123,50 @@ func run(args []string) error {
 		return err
 	}
 	if dir == "" {
-		if dir = *runDir; dir == "" {
-			dir = filepath.Join(cfg.Run.OutDir, cfg.Run.Name+"-"+time.Now().Format("20060102-150405"))
-		}
+		dir = *runDir // empty: a new folder named at the start (rank 0's clock)
 	}
 	return trainRun(cfg, dir, *resume != "", cfg.Run.Iterations)
 }
 
-// trainRun trains the run in dir until `stop` steps are done; tests stop
-// early to stand for a killed job.
+// newRunDir is the folder of a new run without -run-dir.
+func newRunDir(cfg *config.Config) string {
+	return filepath.Join(cfg.Run.OutDir, cfg.Run.Name+"-"+time.Now().Format("20060102-150405"))
+}
+
+// trainRun trains the run in dir (empty: a new folder) until `stop` steps
+// are done; tests stop early to stand for a killed job.
 func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error) {
+	env, err := dist.FromEnv()
+	if err != nil {
+		return fmt.Errorf("%w (unset the variables for a one-process run)", err)
+	}
 	setup, err := nn.NewSetup(cfg.Run.Device, cfg.Run.Threads, cfg.Run.Seed)
 	if err != nil {
 		return err
 	}
 	defer setup.Close()
 	dev, rng, store, threads := setup.Device, setup.RNG, setup.Store, setup.Threads
+	var group *dist.Group
+	if env.Distributed() {
+		if group, err = joinGroup(cfg, env, dev); err != nil {
+			return err
+		}
+		defer func() { err = groupError(group, err) }()
+		defer group.Close()
+	}
+	leader := env.Rank == 0
+	if dir == "" {
+		dir = newRunDir(cfg)
+	}
+	if group != nil {
+		if dir, err = shareString(group, dir); err != nil {
+			return err
+		}
+	}
+	logw := io.Writer(os.Stderr) // only rank 0 logs
+	if !leader {
+		logw = io.Discard
+	}
 	model, caps, err := models.BuildFor(cfg, store.Root())
 	if err != nil {
 		return err
@@ -143,8 +184,16 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		return err
 	}
 	// The run folder appears once the run can start.
-	if _, err := cfg.Save(dir); err != nil {
-		return err
+	if leader {
+		if _, err := cfg.Save(dir); err != nil {
+			return err
+		}
+	}
+	if group != nil {
+		moll, err = mollification.Shard(moll, env.Rank, env.WorldSize)
+		if err != nil {
+			return err
+		}
 	}
 	oc := nn.OptimConfig{Name: o.Name, LR: o.LR, Eps: o.Eps, WeightDecay: o.WeightDecay, Capturable: capture}
 	if len(o.Betas) == 2 {
@@ -160,7 +209,7 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 	if err != nil {
 		return err
 	}
-	t := &train.Trainer{Options: opts, Dir: dir, Device: dev, Store: store, Model: model, Optim: opt, Mollifier: moll, RNG: rng, Log: os.Stderr}
+	t := &train.Trainer{Options: opts, Dir: dir, Device: dev, Store: store, Model: model, Optim: opt, Mollifier: moll, RNG: rng, Log: logw, Dist: group}
 	t.Hooks = opts.StandardHooks() // progress, metrics and checkpoints; hooks run in priority order
 	if cfg.Data.Is2D() {
 		// The data sets are drawn with a fixed seed, so runs that differ in
@@ -172,6 +221,11 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		batches, err := data.NewPointBatches(pts.Train, cfg.Data.BatchSize, cfg.Data.DropLast, cfg.Run.Seed, dev)
 		if err != nil {
 			return err
+		}
+		if group != nil {
+			if err := batches.Shard(env.Rank, env.WorldSize); err != nil {
+				return err
+			}
 		}
 		t.Data = batches
 		m2, ok := model.(experiments.Model2D)
@@ -185,7 +239,7 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		defer exp.Close()
 		t.Hooks = append(t.Hooks, exp.Hooks()...)
 	} else {
-		stream, img, err := imageData(cfg, dev, caps)
+		stream, img, err := imageData(cfg, dev, caps, env, logw)
 		if err != nil {
 			return err
 		}
@@ -194,7 +248,7 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		t.Hooks = append(t.Hooks, img.Hooks()...)
 		// FID (or, for MNIST without the Inception weights, FCD); off with a
 		// log line when neither network is available.
-		fe, err := experiments.NewFID(cfg, caps.Sampler, dev, img.Transform, os.Stderr)
+		fe, err := experiments.NewFID(cfg, caps.Sampler, dev, img.Transform, logw)
 		if err != nil {
 			return err
 		}
@@ -204,29 +258,35 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 	if resume {
 		switch err := t.Resume(); {
 		case err == nil:
-			fmt.Fprintf(os.Stderr, "resuming %s at step %d\n", dir, t.Steps())
+			fmt.Fprintf(logw, "resuming %s at step %d\n", dir, t.Steps())
 		case errors.Is(err, nn.ErrNoCheckpoint):
-			fmt.Fprintf(os.Stderr, "no checkpoint in %s: starting the run there\n", dir)
-			if err := clearAttempt(dir); err != nil {
-				return err
+			fmt.Fprintf(logw, "no checkpoint in %s: starting the run there\n", dir)
+			if leader {
+				if err := clearAttempt(dir); err != nil {
+					return err
+				}
 			}
 		default:
 			return err
 		}
 	}
-	if err := writeEnv(dir, cfg, threads); err != nil {
-		return err
+	if leader {
+		if err := writeEnv(dir, cfg, threads, env); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(os.Stderr, "run %s: %s on %s, %d parameters, %d threads, libtorch %s\n", dir, cfg.Model.Name, cfg.Run.Device, store.NumParams(), nn.Threads(), nn.TorchVersion())
+	fmt.Fprintf(logw, "run %s: %s on %s, %d parameters, %d threads, libtorch %s%s\n", dir, cfg.Model.Name, cfg.Run.Device, store.NumParams(), nn.Threads(), nn.TorchVersion(), worldNote(env, cfg, dev))
 	start := time.Now()
 	defer t.Close()
 	// A done.json left from before (the run resumed to more iterations)
 	// would mark it finished while it runs.
-	if err := os.Remove(filepath.Join(dir, experiments.DoneName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	if leader {
+		if err := os.Remove(filepath.Join(dir, experiments.DoneName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	if err := t.RunUntil(stop); err != nil {
-		if errors.Is(err, train.ErrNonFinite) {
+		if errors.Is(err, train.ErrNonFinite) && leader {
 			// Diverging is how this run ends (the 2-D tables count it): the
 			// command still fails, but done.json keeps a sweep from
 			// training it again.
@@ -236,32 +296,104 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		}
 		return err
 	}
-	if t.Steps() >= cfg.Run.Iterations {
+	if t.Steps() >= cfg.Run.Iterations && leader {
 		if err := experiments.WriteDone(dir, t.Steps(), time.Since(start)); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "done: %d steps in %s, run folder %s\n", t.Steps(), time.Since(start).Round(time.Second), dir)
+	fmt.Fprintf(logw, "done: %d steps in %s, run folder %s\n", t.Steps(), time.Since(start).Round(time.Second), dir)
 	return nil
 }
 
+// joinGroup joins the data-parallel job of env with the distributed.*
+// settings, and exits the process with the one-line error when the
+// heartbeat finds a rank gone: a collective blocked in Gloo cannot be
+// abandoned otherwise (the library itself never exits).
+func joinGroup(cfg *config.Config, env dist.Env, dev gotch.Device) (*dist.Group, error) {
+	d := cfg.Distributed
+	g, err := dist.New(env, d.BackendFor(dev.IsCuda()), dev, d.Timeout(),
+		dist.WithBucketBytes(d.BucketBytes()), dist.WithHeartbeat(d.HeartbeatInterval(), d.HeartbeatTimeout()))
+	if err != nil {
+		return nil, fmt.Errorf("%w (distributed.backend, distributed.timeout_minutes)", err)
+	}
+	go func() {
+		err := <-g.Failed()
+		fmt.Fprintf(os.Stderr, "train: rank %d: %v\n", env.Rank, err)
+		closeRunLog()
+		os.Exit(1)
+	}()
+	return g, nil
+}
+
+// groupError makes the error of a distributed run one line: the
+// heartbeat's report when it has one (a rank died), else the first line
+// of err with the rank (libtorch's messages carry a C++ backtrace).
+func groupError(g *dist.Group, err error) error {
+	if err == nil {
+		return nil
+	}
+	if e := g.Err(); e != nil {
+		return fmt.Errorf("rank %d: %w", g.Rank(), e)
+	}
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return fmt.Errorf("rank %d: %s", g.Rank(), strings.TrimPrefix(line, "train: "))
+}
+
+// shareString returns rank 0's s on every rank (the run folder's name,
+// which rank 0's clock picks).
+func shareString(g *dist.Group, s string) (_ string, err error) {
+	const limit = 4096
+	if len(s) > limit {
+		return "", fmt.Errorf("the run folder's path has more than %d bytes", limit)
+	}
+	defer nn.Recover(&err)
+	sc := ts.NewScope()
+	defer sc.Close()
+	buf := make([]int64, limit+1)
+	buf[0] = int64(len(s))
+	for i := 0; i < len(s); i++ {
+		buf[1+i] = int64(s[i])
+	}
+	x := ts.MustOfSlice(buf)
+	if err := g.Broadcast([]*ts.Tensor{x}, 0); err != nil {
+		return "", err
+	}
+	got := x.Int64Values()
+	out := make([]byte, got[0])
+	for i := range out {
+		out[i] = byte(got[1+i])
+	}
+	return string(out), nil
+}
+
+// worldNote describes the process group on the run line.
+func worldNote(env dist.Env, cfg *config.Config, dev gotch.Device) string {
+	if !env.Distributed() {
+		return ""
+	}
+	return fmt.Sprintf(", rank 0 of %d (%s, %s backend), %d examples per rank of the global batch %d", env.WorldSize, env.Source,
+		cfg.Distributed.BackendFor(dev.IsCuda()), cfg.Data.BatchSize/env.WorldSize, cfg.Data.BatchSize)
+}
+
+
 // imageData loads the train and test splits, starts the seeded,
 // prefetching loader and prepares the image evaluation hooks.
-func imageData(cfg *config.Config, dev gotch.Device, model models.Capabilities) (*data.Stream, *experiments.Images, error) {
+func imageData(cfg *config.Config, dev gotch.Device, model models.Capabilities, env dist.Env, logw io.Writer) (*data.Stream, *experiments.Images, error) {
 	d := cfg.Data
 	tr, err := data.ParseTransform(d.Dequantization, d.Range)
 	if err != nil {
 		return nil, nil, err
 	}
-	trainSet, err := data.LoadImages(d.Dataset, d.Root, data.Train, d.ImageSize, d.Channels, os.Stderr)
+	trainSet, err := data.LoadImages(d.Dataset, d.Root, data.Train, d.ImageSize, d.Channels, logw)
 	if err != nil {
 		return nil, nil, err
 	}
-	testSet, err := data.LoadImages(d.Dataset, d.Root, data.Test, d.ImageSize, d.Channels, os.Stderr)
+	testSet, err := data.LoadImages(d.Dataset, d.Root, data.Test, d.ImageSize, d.Channels, logw)
 	if err != nil {
 		return nil, nil, err
 	}
-	loader, err := data.NewLoader(trainSet, data.LoaderConfig{BatchSize: d.BatchSize, DropLast: d.DropLast, Shuffle: true, HFlip: d.HFlip, Seed: cfg.Run.Seed})
+	loader, err := data.NewLoader(trainSet, data.LoaderConfig{BatchSize: d.BatchSize, DropLast: d.DropLast, Shuffle: true, HFlip: d.HFlip, Seed: cfg.Run.Seed,
+		Rank: env.Rank, World: env.WorldSize})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -296,12 +428,12 @@ func sameRun(saved *config.Config, name string, sets []string, path string) erro
 }
 
 // writeEnv records where and how the run ran.
-func writeEnv(dir string, cfg *config.Config, threads int) error {
+func writeEnv(dir string, cfg *config.Config, threads int, job dist.Env) error {
 	host, _ := os.Hostname()
 	env := map[string]any{
 		"go": runtime.Version(), "libtorch": nn.TorchVersion(), "device": cfg.Run.Device,
 		"threads": threads, "host": host, "cpus": runtime.NumCPU(), "args": os.Args,
-		"started": time.Now().UTC().Format(time.RFC3339),
+		"started": time.Now().UTC().Format(time.RFC3339), "world_size": job.WorldSize,
 	}
 	b, _ := json.MarshalIndent(env, "", "  ")
 	return os.WriteFile(filepath.Join(dir, "env.json"), b, 0o644)
