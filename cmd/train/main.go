@@ -375,7 +375,6 @@ func worldNote(env dist.Env, cfg *config.Config, dev gotch.Device) string {
 		cfg.Distributed.BackendFor(dev.IsCuda()), cfg.Data.BatchSize/env.WorldSize, cfg.Data.BatchSize)
 }
 
-
 // imageData loads the train and test splits, starts the seeded,
 // prefetching loader and prepares the image evaluation hooks.
 func imageData(cfg *config.Config, dev gotch.Device, model models.Capabilities, env dist.Env, logw io.Writer) (*data.Stream, *experiments.Images, error) {
