@@ -255,6 +255,11 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		defer fe.Close()
 		t.Hooks = append(t.Hooks, fe.Hooks()...)
 	}
+	if h, ok, err := evalDelayHook(cfg.Eval.Every); err != nil {
+		return err
+	} else if ok {
+		t.Hooks = append(t.Hooks, h)
+	}
 	if resume {
 		switch err := t.Resume(); {
 		case err == nil:
