@@ -42,13 +42,19 @@ func distConfig() *config.Config {
 // captured the step replayed by RerunGrapher; a hook on rank 0 draws
 // noise every 5 steps as an evaluation would.
 func distTrainer(t testing.TB, g *dist.Group, captured bool) (*Trainer, func(), error) {
+	return distTrainerOn(t, g, captured, gotch.CPU)
+}
+
+// distTrainerOn is distTrainer on a device; on a GPU the captured step
+// uses real CUDA graphs.
+func distTrainerOn(t testing.TB, g *dist.Group, captured bool, dev gotch.Device) (*Trainer, func(), error) {
 	c := distConfig()
 	rng, err := nn.Seed(c.Run.Seed)
 	if err != nil {
 		return nil, nil, err
 	}
-	store := nn.NewStore(gotch.CPU)
-	tr := newTrainerOn(t, c, store, rng)
+	store := nn.NewStore(dev)
+	tr := newTrainerOn(t, c, store, rng, dev)
 	closers := []func(){store.Close}
 	done := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -65,7 +71,7 @@ func distTrainer(t testing.TB, g *dist.Group, captured bool) (*Trainer, func(), 
 	if err != nil {
 		return nil, done, err
 	}
-	batches, err := data.NewPointBatches(pts.Train, c.Data.BatchSize, true, 7, gotch.CPU)
+	batches, err := data.NewPointBatches(pts.Train, c.Data.BatchSize, true, 7, dev)
 	if err != nil {
 		return nil, done, err
 	}
@@ -81,7 +87,9 @@ func distTrainer(t testing.TB, g *dist.Group, captured bool) (*Trainer, func(), 
 	}
 	if captured {
 		tr.Options.CUDAGraph = config.CUDAGraphOn
-		tr.Graphs = &RerunGrapher{}
+		if !dev.IsCuda() {
+			tr.Graphs = &RerunGrapher{}
+		}
 	} else {
 		tr.Options.CUDAGraph = config.CUDAGraphOff
 	}
@@ -95,12 +103,12 @@ func distTrainer(t testing.TB, g *dist.Group, captured bool) (*Trainer, func(), 
 }
 
 // newTrainerOn is newTrainer's model and mollifier on a given store.
-func newTrainerOn(t testing.TB, c *config.Config, store *nn.Store, rng *nn.RNG) *Trainer {
+func newTrainerOn(t testing.TB, c *config.Config, store *nn.Store, rng *nn.RNG, dev gotch.Device) *Trainer {
 	f, err := flows.NewRealNVP2D(store.Root(), config.RealNVP2D{Couplings: 3, HiddenLayers: 2, HiddenUnits: 16})
 	if err != nil {
 		panic(err)
 	}
-	moll, err := mollification.FromConfig(c, gotch.CPU)
+	moll, err := mollification.FromConfig(c, dev)
 	if err != nil {
 		panic(err)
 	}
@@ -109,7 +117,7 @@ func newTrainerOn(t testing.TB, c *config.Config, store *nn.Store, rng *nn.RNG) 
 		panic(err)
 	}
 	o.TensorBoard = false
-	return &Trainer{Options: o, Dir: os.TempDir(), Device: gotch.CPU, Store: store, Model: flowModel{f},
+	return &Trainer{Options: o, Dir: os.TempDir(), Device: dev, Store: store, Model: flowModel{f},
 		Mollifier: moll, RNG: rng, Log: &bytes.Buffer{}}
 }
 
@@ -214,5 +222,63 @@ func TestTwoRanksTrainAsOneProcess(t *testing.T) {
 			t.Errorf("%s: a parameter is %.3g (relative) away from the one-process run's", mode, worst)
 		}
 		t.Logf("%s: largest relative difference %.3g", mode, worst)
+	}
+}
+
+// maxRelDiff is the largest |a−b|/max(1,|a|) between two stores' tensors.
+func maxRelDiff(a, b *nn.Store) float64 {
+	worst := 0.0
+	bn := b.Named()
+	for n, w := range a.Named() {
+		wv, gv := w.Float64Values(), bn[n].Float64Values()
+		for i := range wv {
+			worst = math.Max(worst, math.Abs(wv[i]-gv[i])/math.Max(1, math.Abs(wv[i])))
+		}
+	}
+	return worst
+}
+
+// On a GPU (the GPU script's stage 2; skipped elsewhere): a one-process
+// NCCL group, eager and with the step captured as real CUDA graphs (the
+// all-reduce between them), trains as the plain run does.
+func TestNCCLWorldSizeOneMatchesPlainRun(t *testing.T) {
+	if !gotch.CUDA.IsAvailable() {
+		t.Skip("no CUDA device")
+	}
+	if !ts.NCCLAvailable() {
+		t.Skip("libtch was built without NCCL (a CPU libtorch)")
+	}
+	dev := gotch.CudaBuilder(0)
+	plain, done, err := distTrainerOn(t, nil, false, dev)
+	defer done()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, captured := range []bool{false, true} {
+		g, err := dist.New(dist.Single(), "nccl", dev, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, done, err := distTrainerOn(t, g, captured, dev)
+		if err == nil {
+			err = tr.Run()
+		}
+		if err == nil {
+			if d := maxRelDiff(plain.Store, tr.Store); d > 1e-6 {
+				t.Errorf("captured %v: the NCCL world-size-1 run ends %.3g (relative) away from the plain run", captured, d)
+			} else {
+				t.Logf("captured %v: largest relative difference %.3g", captured, d)
+			}
+		}
+		done()
+		if cerr := g.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
