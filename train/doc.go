@@ -24,6 +24,16 @@
 //     the step after its checkpoint, so TensorBoard drops what the killed
 //     run logged past it. Event files hold wall times: they are not part
 //     of the resume-equality check (docs/tensorboard.md).
+//   - Data-parallel runs (Trainer.Dist, distributed.go; docs/distributed.md):
+//     Data and Mollifier serve the rank's slice of each global batch with
+//     noise keyed per global row; parameters and buffers are broadcast
+//     from rank 0 when RunUntil starts; the gradients and [loss, terms]
+//     are averaged in one bucketed all-reduce before the norm, clipping
+//     and the skip decision (between the graphs of a captured step).
+//     Hooks run on rank 0 only unless AllRanks (the checkpoint, which
+//     gathers every rank's state); only rank 0 writes the run folder.
+//   - Hooks draw random numbers from a generator stream of their own
+//     (rngstreams.go), so evaluations never change the training noise.
 //   - Steps are 0-based; "step N" in metrics and checkpoints counts steps
 //     done.
 package train
