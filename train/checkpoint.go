@@ -217,14 +217,19 @@ func (t *Trainer) LoadCheckpoint(path string) (err error) {
 	if err != nil {
 		return err
 	}
-	for _, h := range hooks {
-		if h.Resume != nil {
-			if err := h.Resume(t); err != nil {
-				return fmt.Errorf("train: hook %s on resume: %w", h.Name, err)
+	if err := t.initHookStream(); err != nil {
+		return err
+	}
+	return t.onHookStream(func() error {
+		for _, h := range hooks {
+			if h.Resume != nil {
+				if err := h.Resume(t); err != nil {
+					return fmt.Errorf("train: hook %s on resume: %w", h.Name, err)
+				}
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func hookStateKey(name string) string { return "hook." + name }

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/mollify/mollify/nn"
@@ -124,6 +125,16 @@ func (t *Trainer) leaveHooks() error {
 	freeStates(t.trainRNG)
 	t.trainRNG = nil
 	return err
+}
+
+// onHookStream runs fn (hooks' Start or Resume callbacks) on the hooks'
+// stream.
+func (t *Trainer) onHookStream(fn func() error) (err error) {
+	if err := t.enterHooks(); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, t.leaveHooks()) }()
+	return fn()
 }
 
 // checkpointStreams returns the states a checkpoint saves: the training

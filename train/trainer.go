@@ -444,12 +444,17 @@ func (t *Trainer) RunUntil(stop int) (err error) {
 			return err
 		}
 	}
-	for _, h := range hooks {
-		if h.Start != nil {
-			if err := h.Start(t); err != nil {
-				return fmt.Errorf("train: hook %s at the start: %w", h.Name, err)
+	if err := t.onHookStream(func() error {
+		for _, h := range hooks {
+			if h.Start != nil {
+				if err := h.Start(t); err != nil {
+					return fmt.Errorf("train: hook %s at the start: %w", h.Name, err)
+				}
 			}
 		}
+		return nil
+	}); err != nil {
+		return err
 	}
 	total := t.Options.Iterations
 	maxBad := t.Options.MaxNonFinite
