@@ -1,6 +1,7 @@
 // Package config holds mollify's run configuration: one typed struct per
-// concern (run, data, model, optim, mollification, eval, output), read by
-// viper from YAML with environment and --set overrides, and validated
+// concern (run, data, model, optim, mollification, eval, output,
+// distributed), read by viper from YAML with environment and --set
+// overrides, and validated
 // before anything is built.
 //
 // Sources, lowest precedence first:
