@@ -10,6 +10,7 @@ import (
 
 	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/experiments"
+	"github.com/mollify/mollify/train/dist"
 )
 
 // closeRunLog stops copying the output into a sweep run's train.log; a
@@ -44,6 +45,14 @@ func runSweep(path string, index int, sets []string) error {
 			strings.Join(sets, " --set "), index, path, id, r.ID, strings.Join(experiments.IgnoredInID, ", "))
 	}
 	dir := s.Dir(r)
+	// A run of several processes (srun -n, cmd/launch): rank 0 keeps the
+	// folder's manifest, log and lock; the other ranks only train.
+	if env, err := dist.FromEnv(); err == nil && env.Rank != 0 {
+		if st := experiments.StatusOf(dir); st.State == experiments.StateDone {
+			return nil
+		}
+		return trainRun(cfg, dir, true, cfg.Run.Iterations)
+	}
 	if st := experiments.StatusOf(dir); st.State == experiments.StateDone {
 		fmt.Fprintf(os.Stderr, "run %d of %s is done (%d steps): %s\n", index, path, st.Step, dir)
 		return nil
