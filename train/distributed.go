@@ -134,7 +134,7 @@ func (t *Trainer) gatherRanks(mine rankState) (all []rankState, err error) {
 	w, r := t.WorldSize(), t.Rank()
 	lens := make([]int64, w)
 	lens[r] = int64(len(b))
-	lt := ts.MustOfSlice(lens)
+	lt := t.onDevice(ts.MustOfSlice(lens))
 	if err := t.Dist.AllReduceSum([]*ts.Tensor{lt}); err != nil {
 		return nil, err
 	}
@@ -147,7 +147,7 @@ func (t *Trainer) gatherRanks(mine rankState) (all []rankState, err error) {
 	for i, c := range b {
 		rows[int64(r)*width+int64(i)] = int64(c)
 	}
-	mt := ts.MustOfSlice(rows)
+	mt := t.onDevice(ts.MustOfSlice(rows))
 	if err := t.Dist.AllReduceSum([]*ts.Tensor{mt}); err != nil {
 		return nil, err
 	}
@@ -163,6 +163,15 @@ func (t *Trainer) gatherRanks(mine rankState) (all []rankState, err error) {
 		}
 	}
 	return all, nil
+}
+
+// onDevice moves a host tensor of a collective to the trainer's device
+// (NCCL reduces CUDA tensors only); reading it back copies it to the host.
+func (t *Trainer) onDevice(x *ts.Tensor) *ts.Tensor {
+	if !t.Device.IsCuda() {
+		return x
+	}
+	return x.MustTo(t.Device, false)
 }
 
 // ranksMetaKey holds the ranks' states in a checkpoint's metadata.
@@ -219,7 +228,7 @@ func (t *Trainer) checkSameStep() (err error) {
 	sc := ts.NewScope()
 	defer sc.Close()
 	s := float64(t.step)
-	v := ts.MustOfSlice([]float64{s, s * s})
+	v := t.onDevice(ts.MustOfSlice([]float64{s, s * s}))
 	if err := t.Dist.AllReduceSum([]*ts.Tensor{v}); err != nil {
 		return err
 	}

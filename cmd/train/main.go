@@ -159,7 +159,7 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 		dir = newRunDir(cfg)
 	}
 	if group != nil {
-		if dir, err = shareString(group, dir); err != nil {
+		if dir, err = shareString(group, dir, dev); err != nil {
 			return err
 		}
 	}
@@ -346,7 +346,7 @@ func groupError(g *dist.Group, err error) error {
 
 // shareString returns rank 0's s on every rank (the run folder's name,
 // which rank 0's clock picks).
-func shareString(g *dist.Group, s string) (_ string, err error) {
+func shareString(g *dist.Group, s string, dev gotch.Device) (_ string, err error) {
 	const limit = 4096
 	if len(s) > limit {
 		return "", fmt.Errorf("the run folder's path has more than %d bytes", limit)
@@ -360,6 +360,9 @@ func shareString(g *dist.Group, s string) (_ string, err error) {
 		buf[1+i] = int64(s[i])
 	}
 	x := ts.MustOfSlice(buf)
+	if dev.IsCuda() { // NCCL broadcasts CUDA tensors only
+		x = x.MustTo(dev, false)
+	}
 	if err := g.Broadcast([]*ts.Tensor{x}, 0); err != nil {
 		return "", err
 	}
