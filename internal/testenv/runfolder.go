@@ -26,10 +26,10 @@ type RunFolder struct {
 // WallClockFields are the metrics fields that differ between any two runs.
 var WallClockFields = []string{"time", "step_ms", "data_wait_ms", "seconds"}
 
-// wallClockFile reports files whose name or bytes hold wall times, left out
+// WallClockFile reports files whose name or bytes hold wall times, left out
 // of the comparison: TensorBoard event files (named after the time they
 // were opened) and the lock of a live worker.
-func wallClockFile(rel string) bool {
+func WallClockFile(rel string) bool {
 	base := filepath.Base(rel)
 	return strings.HasPrefix(base, "events.out.tfevents.") || base == ".lock"
 }
@@ -65,7 +65,7 @@ func ReadRunFolder(t testing.TB, dir string) RunFolder {
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			rel, _ := filepath.Rel(dir, p)
-			if wallClockFile(rel) {
+			if WallClockFile(rel) {
 				return nil
 			}
 			r.Files = append(r.Files, rel)
