@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/mollify/mollify/config"
+	"github.com/mollify/mollify/experiments/sweep"
 )
 
 // States of a sweep's run in a report.
@@ -208,12 +209,12 @@ func (rep *Report) anyRecords(kind string) bool {
 	return false
 }
 
-func readReportManifest(dir string) ([]ManifestEntry, error) {
-	path := filepath.Join(dir, ManifestName)
+func readReportManifest(dir string) ([]sweep.ManifestEntry, error) {
+	path := filepath.Join(dir, sweep.ManifestName)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s is not a sweep folder: it has no manifest.jsonl (pass the folder a sweep ran into; `go run ./cmd/sweep plan FILE` shows where that is)", dir)
 	}
-	out, lines, err := readManifest(dir)
+	out, lines, err := sweep.ReadManifestLines(dir)
 	errs := []error{err}
 	dirs := map[string]int{}
 	for i, e := range out {
@@ -237,7 +238,7 @@ func readReportManifest(dir string) ([]ManifestEntry, error) {
 }
 
 // readReportRun reads a run's state and config (not yet its metrics).
-func readReportRun(sweepDir string, e ManifestEntry) *ReportRun {
+func readReportRun(sweepDir string, e sweep.ManifestEntry) *ReportRun {
 	r := &ReportRun{Index: e.Index, ID: e.ID, Dir: e.Dir, Base: e.Base, Overrides: e.Overrides, Labels: e.Labels}
 	dir := filepath.Join(sweepDir, e.Dir)
 	var c *config.Config
@@ -255,10 +256,10 @@ func readReportRun(sweepDir string, e ManifestEntry) *ReportRun {
 		// The sweep's own reading of the folder (done.json, a live worker's
 		// lock, train.log's last attempt); running, interrupted and pending
 		// runs are incomplete here.
-		switch st := StatusOf(dir); st.State {
-		case StateDone:
+		switch st := sweep.StatusOf(dir); st.State {
+		case sweep.StateDone:
 			r.State, r.LastStep = ReportDone, st.Step
-		case StateFailed:
+		case sweep.StateFailed:
 			r.State, r.Detail = ReportFailed, st.Detail
 		default:
 			r.State = ReportIncomplete

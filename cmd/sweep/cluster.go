@@ -11,7 +11,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/mollify/mollify/experiments"
+	"github.com/mollify/mollify/experiments/sweep"
 )
 
 // clusterOptions are the settings of the Slurm script and the Kubernetes
@@ -46,7 +46,7 @@ func clusterFlags(fs *flag.FlagSet, kind string) *clusterOptions {
 // clusterData is what the templates see.
 type clusterData struct {
 	*clusterOptions
-	Sweep        *experiments.Sweep
+	Sweep        *sweep.Sweep
 	Runs, Last   int
 	Command, Job string
 	RunsDir      string // the sweep folder as the tasks see it
@@ -62,7 +62,7 @@ func shellQuote(s string) string {
 }
 
 // taskCommand is the command a task runs, with indexVar as the run index.
-func taskCommand(s *experiments.Sweep, o *clusterOptions, indexVar, threadsVar string) string {
+func taskCommand(s *sweep.Sweep, o *clusterOptions, indexVar, threadsVar string) string {
 	parts := []string{shellQuote(o.train), "-sweep", shellQuote(s.Path), "-index", `"$` + indexVar + `"`}
 	if o.gpus > 0 {
 		parts = append(parts, "--set", "run.device=cuda")
@@ -188,7 +188,7 @@ var dns1123 = regexp.MustCompile(`[^a-z0-9-]+`)
 // writeCluster renders tmpl for the sweep, writes it (and the sweep
 // folder's manifest, which the tasks' log folder needs) and says how to
 // submit it.
-func writeCluster(s *experiments.Sweep, o *clusterOptions, tmpl *template.Template, defaultName, submit string, stdout io.Writer) error {
+func writeCluster(s *sweep.Sweep, o *clusterOptions, tmpl *template.Template, defaultName, submit string, stdout io.Writer) error {
 	switch {
 	case o.gpus < 0 || o.cpus < 0 || o.parallel < 0 || o.backoff < 0:
 		return fmt.Errorf("-gpus, -cpus, -parallel and -backoff must be >= 0")
@@ -234,7 +234,7 @@ func writeCluster(s *experiments.Sweep, o *clusterOptions, tmpl *template.Templa
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	if err := experiments.WriteFileAtomic(out, buf.Bytes()); err != nil {
+	if err := sweep.WriteFileAtomic(out, buf.Bytes()); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(stdout, "wrote %s (%d runs); submit with: %s %s\n", out, len(s.Runs()), submit, out)

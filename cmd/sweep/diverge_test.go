@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mollify/mollify/experiments"
+	"github.com/mollify/mollify/experiments/sweep"
 )
 
 // A run that diverges is a result, as the 2-D tables count it: train exits
@@ -20,20 +20,20 @@ func TestDivergedRunIsAResult(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("sweep run exited %d for a diverged run:\n%s", code, stderr)
 	}
-	s, err := experiments.LoadSweep(filepath.Join(wd, "diverge.yaml"))
+	s, err := sweep.Load(filepath.Join(wd, "diverge.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(wd, "out", s.Runs()[0].ID)
-	b, err := os.ReadFile(filepath.Join(dir, experiments.DoneName))
+	b, err := os.ReadFile(filepath.Join(dir, sweep.DoneName))
 	if err != nil {
 		t.Fatalf("no done.json after the run diverged: %v\n%s", err, stderr)
 	}
-	var d experiments.Done
+	var d sweep.Done
 	if err := json.Unmarshal(b, &d); err != nil || !strings.Contains(d.Diverged, "non-finite") || d.Steps >= 300 {
 		t.Errorf("done.json = %s, want the divergence reason and the step it stopped at (< 300)", b)
 	}
-	if st := experiments.StatusOf(dir); st.State != experiments.StateDone || !strings.Contains(st.Detail, "diverged at step") {
+	if st := sweep.StatusOf(dir); st.State != sweep.StateDone || !strings.Contains(st.Detail, "diverged at step") {
 		t.Errorf("status %v %q, want done, diverged at step ...", st.State, st.Detail)
 	}
 	_, stderr, code = sweepCmd(t, wd, "run", "diverge.yaml", "-jobs", "1", "-threads", "1", "-train", trainBin)

@@ -1,6 +1,6 @@
 // Command sweep plans, runs and reports on sweep files (sweeps/*.yaml: a
 // base config and axes of overrides; the format, the run ids and the
-// folder layout are in the experiments package doc and docs/sweeps.md):
+// folder layout are in the experiments/sweep package doc and docs/sweeps.md):
 //
 //	sweep plan sweeps/toy.yaml                  # the runs and their folders
 //	sweep run sweeps/toy.yaml -jobs 2           # two CPU workers, threads split
@@ -39,7 +39,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/mollify/mollify/experiments"
+	"github.com/mollify/mollify/experiments/sweep"
 )
 
 const usage = `usage:
@@ -64,23 +64,23 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cmd, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("sweep "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var do func(s *experiments.Sweep) error
+	var do func(s *sweep.Sweep) error
 	switch cmd {
 	case "plan":
-		do = func(s *experiments.Sweep) error { return plan(s, stdout) }
+		do = func(s *sweep.Sweep) error { return plan(s, stdout) }
 	case "status":
-		do = func(s *experiments.Sweep) error { return status(s, stdout) }
+		do = func(s *sweep.Sweep) error { return status(s, stdout) }
 	case "run":
 		o := runFlags(fs)
-		do = func(s *experiments.Sweep) error { return runAll(s, o, stderr) }
+		do = func(s *sweep.Sweep) error { return runAll(s, o, stderr) }
 	case "slurm":
 		o := clusterFlags(fs, "slurm")
-		do = func(s *experiments.Sweep) error {
+		do = func(s *sweep.Sweep) error {
 			return writeCluster(s, o, slurmScript, "sweep.sbatch", "sbatch", stdout)
 		}
 	case "k8s":
 		o := clusterFlags(fs, "k8s")
-		do = func(s *experiments.Sweep) error {
+		do = func(s *sweep.Sweep) error {
 			return writeCluster(s, o, k8sJob, "sweep.k8s.yaml", "kubectl apply -f", stdout)
 		}
 	case "help", "-h", "-help", "--help":
@@ -110,7 +110,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if file == "" {
 		return fmt.Errorf("%s: no sweep file (e.g. sweep %s sweeps/toy.yaml)", cmd, cmd)
 	}
-	s, err := experiments.LoadSweep(file)
+	s, err := sweep.Load(file)
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 // plan prints the runs and their folders.
-func plan(s *experiments.Sweep, w io.Writer) error {
+func plan(s *sweep.Sweep, w io.Writer) error {
 	fmt.Fprintf(w, "sweep %s: %d runs in %s\n", s.Path, len(s.Runs()), s.OutDir)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "index\tfolder\tbase\t%s\n", strings.Join(s.AxisKeys, "\t"))
@@ -128,7 +128,7 @@ func plan(s *experiments.Sweep, w io.Writer) error {
 	return tw.Flush()
 }
 
-func labels(s *experiments.Sweep, r experiments.Run) []string {
+func labels(s *sweep.Sweep, r sweep.Run) []string {
 	out := make([]string, len(s.AxisKeys))
 	for i, k := range s.AxisKeys {
 		out[i] = r.Labels[k]
@@ -137,12 +137,12 @@ func labels(s *experiments.Sweep, r experiments.Run) []string {
 }
 
 // status prints one line per run and a count per state.
-func status(s *experiments.Sweep, w io.Writer) error {
-	counts := map[experiments.RunState]int{}
+func status(s *sweep.Sweep, w io.Writer) error {
+	counts := map[sweep.RunState]int{}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "index\tid\tstate\tstep\tbase\t%s\tdetail\n", strings.Join(s.AxisKeys, "\t"))
 	for _, r := range s.Runs() {
-		st := experiments.StatusOf(s.Dir(r))
+		st := sweep.StatusOf(s.Dir(r))
 		counts[st.State]++
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", r.Index, r.ID, st.State, st.Step, r.Config.Run.Iterations, r.Base,
 			strings.Join(labels(s, r), "\t"), st.Detail)
@@ -151,7 +151,7 @@ func status(s *experiments.Sweep, w io.Writer) error {
 		return err
 	}
 	var parts []string
-	for _, state := range []experiments.RunState{experiments.StateDone, experiments.StateRunning, experiments.StateFailed, experiments.StateInterrupted, experiments.StatePending} {
+	for _, state := range []sweep.RunState{sweep.StateDone, sweep.StateRunning, sweep.StateFailed, sweep.StateInterrupted, sweep.StatePending} {
 		parts = append(parts, fmt.Sprintf("%d %s", counts[state], state))
 	}
 	_, err := fmt.Fprintf(w, "sweep %s (%s): %d runs: %s\n", s.Path, s.OutDir, len(s.Runs()), strings.Join(parts, ", "))

@@ -12,7 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mollify/mollify/experiments"
+	"github.com/mollify/mollify/experiments/sweep"
 	"github.com/mollify/mollify/internal/testenv"
 )
 
@@ -229,7 +229,7 @@ func TestBadInputFromTheCommandLine(t *testing.T) {
 // CUDA_VISIBLE_DEVICES and cuda:0, threads from -threads over the run's
 // run.threads over the share of the CPUs.
 func TestWorkerCommand(t *testing.T) {
-	s, err := experiments.LoadSweep("testdata/golden.yaml")
+	s, err := sweep.Load("testdata/golden.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestWorkerCommand(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		w        worker
-		run      experiments.Run
+		run      sweep.Run
 		args     []string
 		env      []string
 		notInEnv string

@@ -17,9 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mollify/mollify/experiments/sweep"
 	"github.com/schollz/progressbar/v3"
-
-	"github.com/mollify/mollify/experiments"
 )
 
 type runOptions struct {
@@ -49,7 +48,7 @@ type worker struct {
 
 // threadsFor is the thread count of run r on w: -threads, else the run's
 // own run.threads, else w's share of the CPUs; 0 leaves it to the config.
-func (w worker) threadsFor(r experiments.Run) int {
+func (w worker) threadsFor(r sweep.Run) int {
 	if !w.explicit && r.Config.Run.Threads > 0 {
 		return r.Config.Run.Threads
 	}
@@ -115,7 +114,7 @@ func findTrain(flagValue string) (string, error) {
 }
 
 // args is the worker command line of run r on w.
-func (w worker) args(s *experiments.Sweep, r experiments.Run) []string {
+func (w worker) args(s *sweep.Sweep, r sweep.Run) []string {
 	a := []string{"-sweep", s.Path, "-index", strconv.Itoa(r.Index)}
 	if w.gpu != "" {
 		a = append(a, "--set", "run.device=cuda:0")
@@ -126,7 +125,7 @@ func (w worker) args(s *experiments.Sweep, r experiments.Run) []string {
 	return a
 }
 
-func (w worker) env(r experiments.Run) []string {
+func (w worker) env(r sweep.Run) []string {
 	env := os.Environ()
 	if w.gpu != "" {
 		env = append(env, "CUDA_VISIBLE_DEVICES="+w.gpu)
@@ -140,12 +139,12 @@ func (w worker) env(r experiments.Run) []string {
 
 // outcome is how one attempt at a run ended.
 type outcome struct {
-	run experiments.Run
+	run sweep.Run
 	err error
 }
 
 // runAll trains every run that is not done, jobs at a time.
-func runAll(s *experiments.Sweep, o *runOptions, stderr io.Writer) error {
+func runAll(s *sweep.Sweep, o *runOptions, stderr io.Writer) error {
 	ws, err := o.workers()
 	if err != nil {
 		return err
@@ -158,14 +157,14 @@ func runAll(s *experiments.Sweep, o *runOptions, stderr io.Writer) error {
 		return err
 	}
 	p := newProgress(s, stderr, *o.every)
-	var todo []experiments.Run
+	var todo []sweep.Run
 	var elsewhere []string
 	for _, r := range s.Runs() {
-		switch st := experiments.StatusOf(s.Dir(r)); st.State {
-		case experiments.StateDone:
+		switch st := sweep.StatusOf(s.Dir(r)); st.State {
+		case sweep.StateDone:
 			p.done++
 			p.doneSteps += int64(r.Config.Run.Iterations)
-		case experiments.StateRunning:
+		case sweep.StateRunning:
 			elsewhere = append(elsewhere, fmt.Sprintf("run %d (%s): %s", r.Index, r.ID, st.Detail))
 		default:
 			todo = append(todo, r)
@@ -179,7 +178,7 @@ func runAll(s *experiments.Sweep, o *runOptions, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	queue := make(chan experiments.Run)
+	queue := make(chan sweep.Run)
 	results := make(chan outcome)
 	var wg sync.WaitGroup
 	for _, w := range ws {
@@ -207,7 +206,7 @@ func runAll(s *experiments.Sweep, o *runOptions, stderr io.Writer) error {
 	stopTicker := p.tick()
 	var failed []string
 	for res := range results {
-		if res.err != nil && experiments.StatusOf(s.Dir(res.run)).State == experiments.StateDone {
+		if res.err != nil && sweep.StatusOf(s.Dir(res.run)).State == sweep.StateDone {
 			res.err = nil // diverged: a result (done.json), not a failure
 		}
 		p.finished(res.run, res.err)
@@ -234,7 +233,7 @@ func runAll(s *experiments.Sweep, o *runOptions, stderr io.Writer) error {
 // attempt runs one worker process; train writes its output into the
 // run's train.log itself, so only the last lines are kept here for the
 // error.
-func attempt(ctx context.Context, train string, w worker, s *experiments.Sweep, r experiments.Run) error {
+func attempt(ctx context.Context, train string, w worker, s *sweep.Sweep, r sweep.Run) error {
 	cmd := exec.CommandContext(ctx, train, w.args(s, r)...)
 	cmd.Env = w.env(r)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
@@ -289,7 +288,7 @@ func (t *tailBuffer) lastLine(prefix string) string {
 // failed, and the optimizer steps of all runs (a bar on a terminal).
 type progress struct {
 	mu         sync.Mutex
-	s          *experiments.Sweep
+	s          *sweep.Sweep
 	w          io.Writer
 	every      time.Duration
 	start      time.Time
@@ -301,7 +300,7 @@ type progress struct {
 	last       time.Time
 }
 
-func newProgress(s *experiments.Sweep, w io.Writer, every time.Duration) *progress {
+func newProgress(s *sweep.Sweep, w io.Writer, every time.Duration) *progress {
 	p := &progress{s: s, w: w, every: every, start: time.Now(), running: map[int]struct{}{}}
 	for _, r := range s.Runs() {
 		p.total += int64(r.Config.Run.Iterations)
@@ -316,14 +315,14 @@ func newProgress(s *experiments.Sweep, w io.Writer, every time.Duration) *progre
 	return p
 }
 
-func (p *progress) started(r experiments.Run) {
+func (p *progress) started(r sweep.Run) {
 	p.mu.Lock()
 	p.running[r.Index] = struct{}{}
 	p.mu.Unlock()
 	p.print(false)
 }
 
-func (p *progress) finished(r experiments.Run, err error) {
+func (p *progress) finished(r sweep.Run, err error) {
 	p.mu.Lock()
 	delete(p.running, r.Index)
 	if err != nil {
@@ -367,7 +366,7 @@ func (p *progress) print(force bool) {
 	steps := p.doneSteps
 	runs := p.s.Runs()
 	for i := range p.running {
-		steps += int64(experiments.StatusOf(p.s.Dir(runs[i])).Step)
+		steps += int64(sweep.StatusOf(p.s.Dir(runs[i])).Step)
 	}
 	desc := fmt.Sprintf("%d/%d runs done, %d running, %d failed", p.done, len(runs), len(p.running), p.fail)
 	if p.bar != nil {

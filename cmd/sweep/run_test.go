@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/mollify/mollify/config"
-	"github.com/mollify/mollify/experiments"
+	"github.com/mollify/mollify/experiments/sweep"
 	"github.com/mollify/mollify/internal/testenv"
 )
 
@@ -27,7 +27,7 @@ func TestKilledSweepResumes(t *testing.T) {
 	// The same sweep writing elsewhere: out_dir does not enter run ids.
 	tiny, _ := os.ReadFile(filepath.Join(wd, "tiny.yaml"))
 	os.WriteFile(filepath.Join(wd, "straight.yaml"), bytes.Replace(tiny, []byte("out_dir: out"), []byte("out_dir: straight"), 1), 0o644)
-	s, err := experiments.LoadSweep(filepath.Join(wd, "tiny.yaml"))
+	s, err := sweep.Load(filepath.Join(wd, "tiny.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestKilledSweepResumes(t *testing.T) {
 		for _, r := range runs {
 			dir := filepath.Join(out, r.ID)
 			ckpts, _ := filepath.Glob(filepath.Join(dir, "checkpoints", "ckpt-*"))
-			if len(ckpts) > 0 && experiments.StatusOf(dir).State != experiments.StateDone {
+			if len(ckpts) > 0 && sweep.StatusOf(dir).State != sweep.StateDone {
 				syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 				killed = true
 				break
@@ -65,7 +65,7 @@ func TestKilledSweepResumes(t *testing.T) {
 	for wait := time.Now().Add(10 * time.Second); time.Now().Before(wait); time.Sleep(20 * time.Millisecond) {
 		running := 0
 		for _, r := range runs {
-			if experiments.StatusOf(filepath.Join(out, r.ID)).State == experiments.StateRunning {
+			if sweep.StatusOf(filepath.Join(out, r.ID)).State == sweep.StateRunning {
 				running++
 			}
 		}
@@ -73,18 +73,18 @@ func TestKilledSweepResumes(t *testing.T) {
 			break
 		}
 	}
-	var interrupted []experiments.Run
+	var interrupted []sweep.Run
 	doneBefore := map[string]bool{}
 	hadCheckpoint := map[string]bool{} // resumed, not restarted
 	for _, r := range runs {
-		switch st := experiments.StatusOf(filepath.Join(out, r.ID)); st.State {
-		case experiments.StateDone:
+		switch st := sweep.StatusOf(filepath.Join(out, r.ID)); st.State {
+		case sweep.StateDone:
 			doneBefore[r.ID] = true
-		case experiments.StateInterrupted:
+		case sweep.StateInterrupted:
 			interrupted = append(interrupted, r)
 			ckpts, _ := filepath.Glob(filepath.Join(out, r.ID, "checkpoints", "ckpt-*"))
 			hadCheckpoint[r.ID] = len(ckpts) > 0
-		case experiments.StateRunning:
+		case sweep.StateRunning:
 			t.Errorf("run %d still shows as running after its worker was killed", r.Index)
 		}
 	}
@@ -104,11 +104,11 @@ func TestKilledSweepResumes(t *testing.T) {
 	}
 
 	// None lost or duplicated: the manifest and the folders are the plan.
-	entries, err := experiments.ReadManifest(out)
+	entries, err := sweep.ReadManifest(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{experiments.ManifestName, experiments.SweepCopyName}
+	want := []string{sweep.ManifestName, sweep.SweepCopyName}
 	for i, r := range runs {
 		want = append(want, r.ID)
 		if entries[i].ID != r.ID || entries[i].Index != i {
@@ -128,14 +128,14 @@ func TestKilledSweepResumes(t *testing.T) {
 	}
 	for _, r := range runs {
 		dir := filepath.Join(out, r.ID)
-		if st := experiments.StatusOf(dir); st.State != experiments.StateDone || st.Step != 600 {
+		if st := sweep.StatusOf(dir); st.State != sweep.StateDone || st.Step != 600 {
 			t.Errorf("run %d: %+v after the second sweep", r.Index, st)
 		}
-		log := readFile(t, filepath.Join(dir, experiments.LogName))
+		log := readFile(t, filepath.Join(dir, sweep.LogName))
 		if n := strings.Count(log, "\ndone: 600 steps"); n != 1 {
 			t.Errorf("run %d finished %d times:\n%s", r.Index, n, log)
 		}
-		if doneBefore[r.ID] && strings.Count(log, experiments.LogMarker) != 1 {
+		if doneBefore[r.ID] && strings.Count(log, sweep.LogMarker) != 1 {
 			t.Errorf("run %d was done before the kill but was started again:\n%s", r.Index, log)
 		}
 	}
@@ -144,7 +144,7 @@ func TestKilledSweepResumes(t *testing.T) {
 	// uninterrupted run of the same id, trained by train -sweep -index.
 	for _, r := range interrupted {
 		dir := filepath.Join(out, r.ID)
-		if log := readFile(t, filepath.Join(dir, experiments.LogName)); hadCheckpoint[r.ID] && !strings.Contains(log, "resuming out/"+r.ID+" at step") {
+		if log := readFile(t, filepath.Join(dir, sweep.LogName)); hadCheckpoint[r.ID] && !strings.Contains(log, "resuming out/"+r.ID+" at step") {
 			t.Errorf("run %d was not resumed from its checkpoint:\n%s", r.Index, log)
 		}
 		straight := trainIndex(t, wd, trainBin, "straight.yaml", r.Index)
@@ -187,7 +187,7 @@ func TestIndexPicksThePlannedRun(t *testing.T) {
 	if dir != filepath.Join(wd, folder) {
 		t.Errorf("train -sweep -index 2 trained %s, plan says %s", dir, folder)
 	}
-	m, err := experiments.ReadManifest(filepath.Join(wd, "out"))
+	m, err := sweep.ReadManifest(filepath.Join(wd, "out"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,15 +200,15 @@ func TestIndexPicksThePlannedRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	saved.Source, want.Source = "", ""
-	savedID, _ := experiments.RunID(saved)
+	savedID, _ := sweep.RunID(saved)
 	if !reflect.DeepEqual(saved, want) || savedID != m[2].ID || filepath.Base(dir) != m[2].ID || saved.Run.Seed != 0 || saved.Mollification.Fraction != 0.3 || !saved.Mollification.Enabled {
 		t.Errorf("config.yaml of run 2 is not the manifest's overrides %v", m[2].Overrides)
 	}
-	log := readFile(t, filepath.Join(dir, experiments.LogName))
+	log := readFile(t, filepath.Join(dir, sweep.LogName))
 	if again := trainIndex(t, wd, trainBin, "tiny.yaml", 2); again != dir {
 		t.Errorf("second call: %s", again)
 	}
-	if readFile(t, filepath.Join(dir, experiments.LogName)) != log {
+	if readFile(t, filepath.Join(dir, sweep.LogName)) != log {
 		t.Error("a done run was trained again")
 	}
 }

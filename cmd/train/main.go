@@ -18,7 +18,7 @@
 // can rerun the same command after a preemption. The worker holds
 // OUT_DIR/ID/.lock while it runs and appends its output to train.log there.
 // --set may then change only settings that leave the run id alone
-// (run.device, run.threads, ...: experiments.IgnoredInID).
+// (run.device, run.threads, ...: sweep.IgnoredInID).
 //
 // A run that finishes writes done.json (steps, wall seconds, time) into its
 // folder.
@@ -49,6 +49,7 @@ import (
 	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/data"
 	"github.com/mollify/mollify/experiments"
+	"github.com/mollify/mollify/experiments/sweep"
 	"github.com/mollify/mollify/models"
 	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
@@ -81,7 +82,7 @@ func run(args []string) error {
 	name := fs.String("config", "", "config file or name under configs/ (default: demo)")
 	resume := fs.String("resume", "", "run folder to resume (or start, if it has no checkpoint)")
 	runDir := fs.String("run-dir", "", "run folder for a new run (default: run.out_dir/run.name-TIMESTAMP)")
-	sweep := fs.String("sweep", "", "sweep file: train run -index of it in its sweep folder")
+	sweepFile := fs.String("sweep", "", "sweep file: train run -index of it in its sweep folder")
 	index := fs.Int("index", -1, "with -sweep: the run's index (0 to runs-1; cmd/sweep plan lists them)")
 	var sets setFlags
 	fs.Var(&sets, "set", "override a config key: --set optim.lr=1e-3 (repeatable)")
@@ -91,11 +92,11 @@ func run(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q (flags go before them; use --set key=value for overrides)", fs.Args())
 	}
-	if *sweep != "" || *index != -1 {
+	if *sweepFile != "" || *index != -1 {
 		if *name != "" || *resume != "" || *runDir != "" {
 			return errors.New("-sweep picks the config and the run folder: drop -config, -resume and -run-dir (the sweep file names the base config; cmd/sweep plan shows the folders)")
 		}
-		return runSweep(*sweep, *index, sets)
+		return runSweep(*sweepFile, *index, sets)
 	}
 	var cfg *config.Config
 	var err error
@@ -286,7 +287,7 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 	// A done.json left from before (the run resumed to more iterations)
 	// would mark it finished while it runs.
 	if leader {
-		if err := os.Remove(filepath.Join(dir, experiments.DoneName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(filepath.Join(dir, sweep.DoneName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
@@ -295,14 +296,14 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 			// Diverging is how this run ends (the 2-D tables count it): the
 			// command still fails, but done.json keeps a sweep from
 			// training it again.
-			if derr := experiments.WriteDiverged(dir, t.Steps(), time.Since(start), err.Error()); derr != nil {
+			if derr := sweep.WriteDiverged(dir, t.Steps(), time.Since(start), err.Error()); derr != nil {
 				return errors.Join(err, derr)
 			}
 		}
 		return err
 	}
 	if t.Steps() >= cfg.Run.Iterations && leader {
-		if err := experiments.WriteDone(dir, t.Steps(), time.Since(start)); err != nil {
+		if err := sweep.WriteDone(dir, t.Steps(), time.Since(start)); err != nil {
 			return err
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/mollify/mollify/config"
-	"github.com/mollify/mollify/experiments"
+	"github.com/mollify/mollify/experiments/sweep"
 	"github.com/mollify/mollify/internal/testenv"
 )
 
@@ -48,14 +48,14 @@ func TestResumedRunFolderMatchesUninterrupted(t *testing.T) {
 			if err := trainRun(cfg, dir, false, c.stop); err != nil { // "killed" after step c.stop
 				t.Fatal(err)
 			}
-			if st := experiments.StatusOf(dir); st.State != experiments.StateInterrupted {
+			if st := sweep.StatusOf(dir); st.State != sweep.StateInterrupted {
 				t.Errorf("a run stopped at step %d: %+v, want interrupted (no done.json)", c.stop, st)
 			}
 			if err := trainRun(cfg, dir, true, cfg.Run.Iterations); err != nil {
 				t.Fatal(err)
 			}
 			testenv.CompareRunFolders(t, testenv.ReadRunFolder(t, straightDir), testenv.ReadRunFolder(t, dir))
-			if st := experiments.StatusOf(dir); st.State != experiments.StateDone || st.Step != cfg.Run.Iterations {
+			if st := sweep.StatusOf(dir); st.State != sweep.StateDone || st.Step != cfg.Run.Iterations {
 				t.Errorf("finished run: %+v, want done.json with %d steps", st, cfg.Run.Iterations)
 			}
 		})

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/mollify/mollify/config"
-	"github.com/mollify/mollify/experiments"
+	"github.com/mollify/mollify/experiments/sweep"
 	"github.com/mollify/mollify/train/dist"
 )
 
@@ -26,7 +26,7 @@ func runSweep(path string, index int, sets []string) error {
 	if index < 0 {
 		return fmt.Errorf("-sweep %s needs -index I, the run to train (cmd/sweep plan %s lists them)", path, path)
 	}
-	s, err := experiments.LoadSweep(path)
+	s, err := sweep.Load(path)
 	if err != nil {
 		return err
 	}
@@ -38,22 +38,22 @@ func runSweep(path string, index int, sets []string) error {
 	if err != nil {
 		return err
 	}
-	if id, err := experiments.RunID(cfg); err != nil {
+	if id, err := sweep.RunID(cfg); err != nil {
 		return err
 	} else if id != r.ID {
 		return fmt.Errorf("--set %s would make run %d of %s a different run (id %s, not %s): with -sweep, --set may change only %s; put other overrides in the sweep file",
-			strings.Join(sets, " --set "), index, path, id, r.ID, strings.Join(experiments.IgnoredInID, ", "))
+			strings.Join(sets, " --set "), index, path, id, r.ID, strings.Join(sweep.IgnoredInID, ", "))
 	}
 	dir := s.Dir(r)
 	// A run of several processes (srun -n, cmd/launch): rank 0 keeps the
 	// folder's manifest, log and lock; the other ranks only train.
 	if env, err := dist.FromEnv(); err == nil && env.Rank != 0 {
-		if st := experiments.StatusOf(dir); st.State == experiments.StateDone {
+		if st := sweep.StatusOf(dir); st.State == sweep.StateDone {
 			return nil
 		}
 		return trainRun(cfg, dir, true, cfg.Run.Iterations)
 	}
-	if st := experiments.StatusOf(dir); st.State == experiments.StateDone {
+	if st := sweep.StatusOf(dir); st.State == sweep.StateDone {
 		fmt.Fprintf(os.Stderr, "run %d of %s is done (%d steps): %s\n", index, path, st.Step, dir)
 		return nil
 	}
@@ -63,13 +63,13 @@ func runSweep(path string, index int, sets []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating the run folder: %w", err)
 	}
-	if closeRunLog, err = teeOutput(filepath.Join(dir, experiments.LogName)); err != nil {
+	if closeRunLog, err = teeOutput(filepath.Join(dir, sweep.LogName)); err != nil {
 		return err
 	}
 	host, _ := os.Hostname()
 	fmt.Fprintf(os.Stderr, "%strain -sweep %s -index %d (run %s) pid %d on %s at %s\n",
-		experiments.LogMarker, path, index, r.ID, os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
-	release, err := experiments.LockRun(dir)
+		sweep.LogMarker, path, index, r.ID, os.Getpid(), host, time.Now().UTC().Format(time.RFC3339))
+	release, err := sweep.LockRun(dir)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func runSweep(path string, index int, sets []string) error {
 		if err != nil {
 			return err
 		}
-		if id, err := experiments.RunID(saved); err != nil || id != r.ID {
+		if id, err := sweep.RunID(saved); err != nil || id != r.ID {
 			return fmt.Errorf("%s holds a run with id %s, not %s: move that folder away", dir, id, r.ID)
 		}
 	}

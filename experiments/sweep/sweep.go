@@ -1,4 +1,4 @@
-package experiments
+package sweep
 
 import (
 	"bytes"
@@ -112,10 +112,10 @@ type axis struct {
 	values []axisValue
 }
 
-// LoadSweep reads a sweep file, expands it and resolves every run's config.
+// Load reads a sweep file, expands it and resolves every run's config.
 // Every problem (unknown keys, empty axes, invalid values, duplicate runs)
 // is reported at once in a *SweepError.
-func LoadSweep(path string) (*Sweep, error) {
+func Load(path string) (*Sweep, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("sweep: %w (give the path of a sweep file, e.g. sweeps/toy.yaml)", err)
@@ -516,12 +516,13 @@ func (s *Sweep) WriteManifest() error {
 // ReadManifest reads the manifest.jsonl of a sweep folder; it reports
 // every unreadable line at once.
 func ReadManifest(sweepDir string) ([]ManifestEntry, error) {
-	out, _, err := readManifest(sweepDir)
+	out, _, err := ReadManifestLines(sweepDir)
 	return out, err
 }
 
-// readManifest is ReadManifest with each entry's line in the file.
-func readManifest(sweepDir string) ([]ManifestEntry, []int, error) {
+// ReadManifestLines is ReadManifest with each entry's line in the file,
+// for messages about the entries.
+func ReadManifestLines(sweepDir string) ([]ManifestEntry, []int, error) {
 	path := filepath.Join(sweepDir, ManifestName)
 	b, err := os.ReadFile(path)
 	if err != nil {

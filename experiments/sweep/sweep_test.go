@@ -1,4 +1,4 @@
-package experiments
+package sweep
 
 import (
 	"errors"
@@ -15,7 +15,7 @@ import (
 )
 
 func TestSweepExpansion(t *testing.T) {
-	s, err := LoadSweep("testdata/sweep_grid.yaml")
+	s, err := Load("testdata/sweep_grid.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func writeSweep(t *testing.T, body string) *Sweep {
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := LoadSweep(p)
+	s, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,11 +100,11 @@ func writeSweep(t *testing.T, body string) *Sweep {
 }
 
 func TestRunIDs(t *testing.T) {
-	a, err := LoadSweep("testdata/sweep_grid.yaml")
+	a, err := Load("testdata/sweep_grid.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := LoadSweep("testdata/sweep_grid_reordered.yaml")
+	b, err := Load("testdata/sweep_grid_reordered.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,15 +189,15 @@ func TestSweepErrorsAllAtOnce(t *testing.T) {
 		{"testdata/nosuch.yaml", []string{"no such file", "give the path of a sweep file"}},
 	} {
 		t.Run(filepath.Base(c.file), func(t *testing.T) {
-			s, err := LoadSweep(c.file)
+			s, err := Load(c.file)
 			if s != nil {
-				t.Errorf("LoadSweep returned a sweep with the error")
+				t.Errorf("Load returned a sweep with the error")
 			}
 			testenv.AssertError(t, err, c.want, nil)
 		})
 	}
 	// One line per problem: the axis with an unknown key once, not per value.
-	_, err := LoadSweep("testdata/sweep_bad.yaml")
+	_, err := Load("testdata/sweep_bad.yaml")
 	var se *SweepError
 	if !errors.As(err, &se) || len(se.Problems) != 7 {
 		t.Errorf("want a *SweepError with 7 problems, got %#v", err)
@@ -205,7 +205,7 @@ func TestSweepErrorsAllAtOnce(t *testing.T) {
 }
 
 func TestManifest(t *testing.T) {
-	s, err := LoadSweep("testdata/sweep_grid.yaml")
+	s, err := Load("testdata/sweep_grid.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
