@@ -18,7 +18,7 @@ import (
 // Job; each subcommand registers those it uses.
 type clusterOptions struct {
 	out, train, partition, time, mem, image, pvc, workdir, name string
-	gpus, cpus, parallel, backoff                               int
+	gpus, cpus, parallel, backoff, ntasks                       int
 }
 
 func clusterFlags(fs *flag.FlagSet, kind string) *clusterOptions {
@@ -33,6 +33,7 @@ func clusterFlags(fs *flag.FlagSet, kind string) *clusterOptions {
 	case "slurm":
 		fs.StringVar(&o.partition, "partition", "", "Slurm partition")
 		fs.StringVar(&o.time, "time", "24:00:00", "time limit per task; a preempted or timed-out task resumes when requeued")
+		fs.IntVar(&o.ntasks, "ntasks", 1, "processes per run (data parallel, docs/distributed.md): srun starts them, each with -gpus GPUs")
 	case "k8s":
 		fs.StringVar(&o.image, "image", "mollify:latest", "container image with the train binary, configs and datasets")
 		fs.StringVar(&o.pvc, "pvc", "mollify-work", "PersistentVolumeClaim holding the project folder (sweep file, datasets, runs)")
@@ -91,7 +92,12 @@ var slurmScript = template.Must(template.New("slurm").Parse(`#!/bin/bash
 {{- if .Partition}}
 #SBATCH --partition={{.Partition}}
 {{- end}}
+{{- if gt .NTasks 1}}
+#SBATCH --ntasks={{.NTasks}}
 {{- if .GPUs}}
+#SBATCH --gpus-per-task={{.GPUs}}
+{{- end}}
+{{- else if .GPUs}}
 #SBATCH --gres=gpu:{{.GPUs}}
 {{- end}}
 {{- if .CPUs}}
@@ -104,7 +110,15 @@ set -euo pipefail
 {{- if .CPUs}}
 export OMP_NUM_THREADS="$SLURM_CPUS_PER_TASK" MKL_NUM_THREADS="$SLURM_CPUS_PER_TASK"
 {{- end}}
+{{- if gt .NTasks 1}}
+# {{.NTasks}} processes train the run together: srun starts them with
+# SLURM_PROCID, SLURM_NTASKS and SLURM_NODELIST, from which train joins
+# the group (the first node serves the store); each sees its own GPU as
+# cuda:0 through --gpus-per-task. If one fails, srun stops the others.
+exec srun --kill-on-bad-exit=1 {{.Command}}
+{{- else}}
 exec {{.Command}}
+{{- end}}
 `))
 
 var k8sJob = template.Must(template.New("k8s").Parse(`# {{.Runs}} runs of sweep {{.Sweep.Path}}, one index of a Kubernetes Indexed Job each.
@@ -182,6 +196,7 @@ func (o *clusterOptions) Image() string     { return o.image }
 func (o *clusterOptions) PVC() string       { return o.pvc }
 func (o *clusterOptions) Workdir() string   { return o.workdir }
 func (o *clusterOptions) Backoff() int      { return o.backoff }
+func (o *clusterOptions) NTasks() int       { return o.ntasks }
 
 var dns1123 = regexp.MustCompile(`[^a-z0-9-]+`)
 
@@ -192,6 +207,8 @@ func writeCluster(s *sweep.Sweep, o *clusterOptions, tmpl *template.Template, de
 	switch {
 	case o.gpus < 0 || o.cpus < 0 || o.parallel < 0 || o.backoff < 0:
 		return fmt.Errorf("-gpus, -cpus, -parallel and -backoff must be >= 0")
+	case tmpl == slurmScript && o.ntasks < 1:
+		return fmt.Errorf("-ntasks must be >= 1 (processes per run), got %d", o.ntasks)
 	case o.train == "":
 		return fmt.Errorf("-train must name the train command")
 	case tmpl == k8sJob && o.image == "":

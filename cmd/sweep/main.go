@@ -46,7 +46,7 @@ const usage = `usage:
   sweep plan FILE
   sweep run FILE [-jobs N] [-gpus 0,1,...] [-threads T] [-train PATH]
   sweep status FILE
-  sweep slurm FILE [-o FILE] [-partition P] [-gpus G] [-time T] [-cpus C] [-mem M] [-parallel P] [-train PATH]
+  sweep slurm FILE [-o FILE] [-partition P] [-gpus G] [-ntasks N] [-time T] [-cpus C] [-mem M] [-parallel P] [-train PATH]
   sweep k8s FILE [-o FILE] [-image IMG] [-pvc NAME] [-workdir DIR] [-gpus G] [-cpus C] [-mem M] [-parallel P] [-train PATH]
 (see docs/sweeps.md)`
 
