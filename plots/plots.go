@@ -154,6 +154,20 @@ func ScoreField(title string, g Grid, vx, vy []float64) *plot.Plot {
 	return p
 }
 
+// wholeTicks are gonum's default ticks with whole numbers labelled as
+// such: steps read "750", not "750.00".
+type wholeTicks struct{}
+
+func (wholeTicks) Ticks(min, max float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(min, max)
+	for i, t := range ticks {
+		if t.Label != "" && t.Value == math.Trunc(t.Value) && math.Abs(t.Value) < 1e15 {
+			ticks[i].Label = fmt.Sprintf("%.0f", t.Value)
+		}
+	}
+	return ticks
+}
+
 // Series is a named curve.
 type Series struct {
 	Name string
@@ -166,6 +180,7 @@ func Curves(title, xlabel, ylabel string, logY bool, series ...Series) (*plot.Pl
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text, p.Y.Label.Text = xlabel, ylabel
+	p.X.Tick.Marker = wholeTicks{}
 	if logY {
 		p.Y.Scale = plot.LogScale{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gonum.org/v1/plot"
@@ -84,5 +85,34 @@ func TestImageGrid(t *testing.T) {
 	}
 	if _, err := ImageGrid(pix[:5], 2, 1, 2, 2, 2, 1); err == nil {
 		t.Error("a short buffer should be an error")
+	}
+}
+
+// Step axes label whole numbers without decimals ("750", not "750.00"),
+// and keep fractional labels.
+func TestWholeTicks(t *testing.T) {
+	for _, c := range []struct {
+		min, max float64
+		want     string
+	}{{500, 1000, "750"}, {0, 4000, "2000"}, {0, 1, "0.5"}} {
+		found := false
+		for _, tk := range (wholeTicks{}).Ticks(c.min, c.max) {
+			if tk.Label == c.want {
+				found = true
+			}
+			if tk.Label != "" && strings.HasSuffix(tk.Label, ".00") {
+				t.Errorf("[%v, %v]: label %q", c.min, c.max, tk.Label)
+			}
+		}
+		if !found {
+			t.Errorf("[%v, %v]: no label %q in %v", c.min, c.max, c.want, (wholeTicks{}).Ticks(c.min, c.max))
+		}
+	}
+	p, err := Curves("c", "step", "loss", false, Series{Name: "a", X: []float64{500, 1000}, Y: []float64{1, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.X.Tick.Marker.(wholeTicks); !ok {
+		t.Errorf("Curves' step axis uses %T, want wholeTicks", p.X.Tick.Marker)
 	}
 }
