@@ -37,9 +37,28 @@ func (f fixedImages) Batch(step int) (*ts.Tensor, error) {
 	return ts.MustOfSlice(v).MustView(f.shape, true).MustTo(f.dev, true), nil
 }
 
-// trainOnCUDA trains cfg for its run.iterations on dev, captured or eager,
-// with a capturable optimizer either way, and returns the parameters.
+// trainCaptured trains cfg for its run.iterations on dev, captured or
+// eager, with a capturable optimizer either way, and returns the
+// parameters and the log.
 func trainCaptured(t *testing.T, cfg *config.Config, dev gotch.Device, mode string, graphs train.Grapher) (map[string][]float64, string) {
+	t.Helper()
+	s := cfg.Data.Shape()
+	out := map[string][]float64{}
+	log := runTrainer(t, cfg, dev, mode, graphs, fixedImages{[]int64{int64(cfg.Data.BatchSize), s[0], s[1], s[2]}, dev}, nil,
+		func(_ *train.Trainer, _ train.Model, store *nn.Store) {
+			for n, v := range store.Named() {
+				out[n] = v.MustTo(gotch.CPU, false).Float64Values()
+			}
+		})
+	return out, log
+}
+
+// runTrainer builds cfg's model, a capturable optimizer and a trainer on
+// dev (captured or eager, through graphs), trains on data with hooks for
+// run.iterations, and calls check with the trainer, the model and the
+// parameters before freeing them; it returns the trainer's log.
+func runTrainer(t *testing.T, cfg *config.Config, dev gotch.Device, mode string, graphs train.Grapher, data train.Batches, hooks []train.Hook,
+	check func(tr *train.Trainer, m train.Model, store *nn.Store)) string {
 	t.Helper()
 	name := "cpu"
 	if dev.IsCuda() {
@@ -70,18 +89,14 @@ func trainCaptured(t *testing.T, cfg *config.Config, dev gotch.Device, mode stri
 	}
 	opts.CUDAGraph = mode
 	var log bytes.Buffer
-	s := cfg.Data.Shape()
 	tr := &train.Trainer{Options: opts, Dir: t.TempDir(), Device: dev, Store: setup.Store, Model: m, Optim: opt, Mollifier: moll,
-		Data: fixedImages{[]int64{int64(cfg.Data.BatchSize), s[0], s[1], s[2]}, dev}, RNG: setup.RNG, Log: &log, Graphs: graphs}
+		Data: data, RNG: setup.RNG, Log: &log, Graphs: graphs, Hooks: hooks}
 	defer tr.Close()
 	if err := tr.Run(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v; log:\n%s", err, log.String())
 	}
-	out := map[string][]float64{}
-	for n, v := range setup.Store.Named() {
-		out[n] = v.MustTo(gotch.CPU, false).Float64Values()
-	}
-	return out, log.String()
+	check(tr, m, setup.Store)
+	return log.String()
 }
 
 // captureCases are small versions of the paper's image models.

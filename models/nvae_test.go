@@ -1,14 +1,12 @@
 package models
 
 import (
-	"bytes"
 	"math"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/mollify/mollify/config"
-	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
 	"github.com/mollify/mollify/train"
 	"github.com/sugarme/gotch"
@@ -254,30 +252,6 @@ func TestNVAEWarmupFollowsTrainerThroughSkippedSteps(t *testing.T) {
 		"model.nvae.kl_anneal_portion=1", "run.max_nonfinite=3"})
 	for _, mode := range []string{config.CUDAGraphOff, config.CUDAGraphOn} {
 		t.Run(mode, func(t *testing.T) {
-			setup, err := nn.NewSetup("cpu", 1, 7)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer setup.Close()
-			m, err := Build(cfg, setup.Store.Root())
-			if err != nil {
-				t.Fatal(err)
-			}
-			moll, err := mollification.FromConfig(cfg, gotch.CPU)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer moll.Close()
-			opt, err := nn.NewOptimizer(setup.Store, nn.OptimConfig{Name: cfg.Optim.Name, LR: cfg.Optim.LR, Capturable: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer opt.Close()
-			opts, err := train.NewOptions(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			opts.CUDAGraph = mode
 			var graphs train.Grapher
 			if mode == config.CUDAGraphOn {
 				graphs = &train.RerunGrapher{}
@@ -288,29 +262,24 @@ func TestNVAEWarmupFollowsTrainerThroughSkippedSteps(t *testing.T) {
 				coeffs[st.Step], skipped[st.Step] = st.Terms["kl_coeff"], st.Skipped
 				return nil
 			}}
-			var log bytes.Buffer
 			s := cfg.Data.Shape()
-			tr := &train.Trainer{Options: opts, Dir: t.TempDir(), Device: gotch.CPU, Store: setup.Store, Model: m, Optim: opt, Mollifier: moll,
-				Data: nanImages{fixedImages{[]int64{4, s[0], s[1], s[2]}, gotch.CPU}, map[int]bool{4: true, 5: true}},
-				RNG:  setup.RNG, Log: &log, Graphs: graphs, Hooks: []train.Hook{record}}
-			defer tr.Close()
-			if err := tr.Run(); err != nil {
-				t.Fatal(err)
-			}
-			if g, ok := graphs.(*train.RerunGrapher); ok && g.Captures < 2 {
-				t.Fatalf("%d captures, want the step captured; log:\n%s", g.Captures, log.String())
-			}
-			if tr.Skipped() != 2 || !skipped[4] || !skipped[5] {
-				t.Fatalf("skipped %d steps (%v), want steps 4 and 5", tr.Skipped(), skipped)
-			}
-			net := m.(*NVAE).Net
-			for step := 0; step < steps; step++ {
-				if want := net.Warmup.Coeff(step); math.Abs(coeffs[step]-want) > 1e-6 {
-					t.Errorf("step %d: kl_coeff %.6g, want the schedule's %.6g", step, coeffs[step], want)
+			data := nanImages{fixedImages{[]int64{4, s[0], s[1], s[2]}, gotch.CPU}, map[int]bool{4: true, 5: true}}
+			log := runTrainer(t, cfg, gotch.CPU, mode, graphs, data, []train.Hook{record}, func(tr *train.Trainer, m train.Model, _ *nn.Store) {
+				if tr.Skipped() != 2 || !skipped[4] || !skipped[5] {
+					t.Errorf("skipped %d steps (%v), want steps 4 and 5", tr.Skipped(), skipped)
 				}
-			}
-			if got := net.Step.Float64Values(false)[0]; got != steps {
-				t.Errorf("step buffer %g after %d trainer steps, want %d", got, steps, steps)
+				net := m.(*NVAE).Net
+				for step := 0; step < steps; step++ {
+					if want := net.Warmup.Coeff(step); math.Abs(coeffs[step]-want) > 1e-6 {
+						t.Errorf("step %d: kl_coeff %.6g, want the schedule's %.6g", step, coeffs[step], want)
+					}
+				}
+				if got := net.Step.Float64Values(false)[0]; got != steps {
+					t.Errorf("step buffer %g after %d trainer steps, want %d", got, steps, steps)
+				}
+			})
+			if g, ok := graphs.(*train.RerunGrapher); ok && g.Captures < 2 {
+				t.Errorf("%d captures, want the step captured; log:\n%s", g.Captures, log)
 			}
 		})
 	}
