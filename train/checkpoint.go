@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/mollify/mollify/nn"
+	"github.com/mollify/mollify/train/tensorboard"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -138,9 +139,28 @@ func (t *Trainer) Resume() (err error) {
 		return err
 	}
 	if len(all) == 0 {
+		// The run starts over: what an attempt killed before its first
+		// checkpoint logged goes, as a resume cuts the logs back to its
+		// checkpoint, so no step is logged twice.
+		if t.Leader() {
+			if err := t.clearLogs(); err != nil {
+				return err
+			}
+		}
 		return fmt.Errorf("train: %s: %w", t.Dir, nn.ErrNoCheckpoint)
 	}
 	return t.LoadCheckpoint(all[len(all)-1])
+}
+
+// clearLogs removes metrics.jsonl and the TensorBoard event files.
+func (t *Trainer) clearLogs() error {
+	old, _ := filepath.Glob(filepath.Join(t.Dir, tensorboard.FilePrefix+"*"))
+	for _, p := range append(old, filepath.Join(t.Dir, metricsName)) {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("train: starting %s over: %w", t.Dir, err)
+		}
+	}
+	return nil
 }
 
 // LoadCheckpoint restores a checkpoint written by SaveCheckpoint.

@@ -169,6 +169,61 @@ func TestResumeWithoutCheckpoint(t *testing.T) {
 	}
 }
 
+// An attempt killed before its first checkpoint left rows and event files;
+// resuming without a checkpoint starts the run over, so they go, and the
+// rerun logs each step once.
+func TestResumeWithoutCheckpointStartsTheLogsOver(t *testing.T) {
+	data := toyData()
+	defer data.MustDrop()
+	dir := t.TempDir()
+	logRows := Hook{Name: "log", Every: 1, Fn: func(t *Trainer, st *StepStats) error {
+		return t.Metric("attempt", map[string]any{"loss": st.Loss})
+	}}
+	killed := newTrainer(t, testConfig(10), dir, data)
+	killed.Hooks = append(killed.Hooks, logRows)
+	if err := killed.RunUntil(4); err != nil {
+		t.Fatal(err)
+	}
+	killed.Close()
+	events, _ := filepath.Glob(filepath.Join(dir, "events.out.tfevents.*"))
+	if _, err := os.Stat(filepath.Join(dir, "metrics.jsonl")); err != nil || len(events) == 0 {
+		t.Fatalf("the killed attempt left no logs to clear (metrics: %v, %d event files)", err, len(events))
+	}
+	tr := newTrainer(t, testConfig(10), dir, data)
+	tr.Hooks = append(tr.Hooks, logRows)
+	if err := tr.Resume(); !errors.Is(err, nn.ErrNoCheckpoint) {
+		t.Fatalf("Resume: %v", err)
+	}
+	if err := tr.Run(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[float64]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatal(err)
+		}
+		if rec["kind"] == "attempt" {
+			seen[rec["step"].(float64)]++
+		}
+	}
+	if len(seen) != 10 {
+		t.Errorf("steps logged: %v, want 1 to 10", seen)
+	}
+	for step, n := range seen {
+		if n != 1 {
+			t.Errorf("step %v logged %d times:\n%s", step, n, b)
+		}
+	}
+	if events, _ = filepath.Glob(filepath.Join(dir, "events.out.tfevents.*")); len(events) != 1 {
+		t.Errorf("%d event files, want the rerun's one", len(events))
+	}
+}
+
 // nanModel returns a NaN loss on the steps in bad.
 type nanModel struct {
 	flowModel

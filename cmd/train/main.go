@@ -267,11 +267,6 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 			fmt.Fprintf(logw, "resuming %s at step %d\n", dir, t.Steps())
 		case errors.Is(err, nn.ErrNoCheckpoint):
 			fmt.Fprintf(logw, "no checkpoint in %s: starting the run there\n", dir)
-			if leader {
-				if err := clearAttempt(dir); err != nil {
-					return err
-				}
-			}
 		default:
 			return err
 		}
@@ -445,17 +440,4 @@ func writeEnv(dir string, cfg *config.Config, threads int, job dist.Env) error {
 	}
 	b, _ := json.MarshalIndent(env, "", "  ")
 	return os.WriteFile(filepath.Join(dir, "env.json"), b, 0o644)
-}
-
-// clearAttempt removes the rows and event files of an attempt that was
-// killed before its first checkpoint, as resuming cuts them back to the
-// checkpoint: the run starts over and must not log its first steps twice.
-func clearAttempt(dir string) error {
-	old, _ := filepath.Glob(filepath.Join(dir, "events.out.tfevents.*"))
-	for _, p := range append(old, filepath.Join(dir, "metrics.jsonl")) {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
 }
