@@ -157,19 +157,8 @@ func (d *MixLogistic) perExample(pix *ts.Tensor, pixErr error) (out *ts.Tensor, 
 //
 // and the pixel is logsumexp_k(log π_k + Σ_c log p_{c,k}). x is used as it
 // is: nothing is clamped or rounded (see the package doc).
-func (d *MixLogistic) LogProbPixels(x *ts.Tensor) (out *ts.Tensor, err error) {
-	y, err := d.data(x)
-	if err != nil {
-		return nil, err
-	}
-	defer nn.Recover(&err)
-	sc := ts.NewScope()
-	defer sc.Close()
-	yk, mu := d.condMeans(y)
-	lp := discLogProbs(yk, mu, d.logScales)
-	out = d.mix(lp)
-	sc.Keep(out)
-	return out, nil
+func (d *MixLogistic) LogProbPixels(x *ts.Tensor) (*ts.Tensor, error) {
+	return d.pixels(x, discLogProbs)
 }
 
 // ContinuousLogProbPixels is the log-density of each pixel of x (B, C, H,
@@ -177,7 +166,16 @@ func (d *MixLogistic) LogProbPixels(x *ts.Tensor) (out *ts.Tensor, err error) {
 // component scores log pdf_logistic(y; μ, s) + log 2 (the Jacobian of
 // y = 2x−1); the mixture is combined as in LogProbPixels. It is a density
 // on all of R^C, so x may lie anywhere.
-func (d *MixLogistic) ContinuousLogProbPixels(x *ts.Tensor) (out *ts.Tensor, err error) {
+func (d *MixLogistic) ContinuousLogProbPixels(x *ts.Tensor) (*ts.Tensor, error) {
+	return d.pixels(x, func(yk, mu, logScales *ts.Tensor) *ts.Tensor {
+		return logisticLogPDF(yk, mu, logScales).MustAddScalar(ts.FloatScalar(math.Ln2), false)
+	})
+}
+
+// pixels scores x per channel and component with score(y, μ, log s) and
+// combines the mixture; LogProbPixels and ContinuousLogProbPixels differ
+// only in score.
+func (d *MixLogistic) pixels(x *ts.Tensor, score func(yk, mu, logScales *ts.Tensor) *ts.Tensor) (out *ts.Tensor, err error) {
 	y, err := d.data(x)
 	if err != nil {
 		return nil, err
@@ -186,8 +184,7 @@ func (d *MixLogistic) ContinuousLogProbPixels(x *ts.Tensor) (out *ts.Tensor, err
 	sc := ts.NewScope()
 	defer sc.Close()
 	yk, mu := d.condMeans(y)
-	lp := logisticLogPDF(yk, mu, d.logScales).MustAddScalar(ts.FloatScalar(math.Ln2), false)
-	out = d.mix(lp)
+	out = d.mix(score(yk, mu, d.logScales))
 	sc.Keep(out)
 	return out, nil
 }
