@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/mollify/mollify/train/tensorboard"
 )
 
 // RunFolder is what a run leaves that a resumed (or re-run) run must
@@ -31,7 +33,7 @@ var WallClockFields = []string{"time", "step_ms", "data_wait_ms", "seconds"}
 // were opened) and the lock of a live worker.
 func WallClockFile(rel string) bool {
 	base := filepath.Base(rel)
-	return strings.HasPrefix(base, "events.out.tfevents.") || base == ".lock"
+	return strings.HasPrefix(base, tensorboard.FilePrefix) || base == ".lock" // sweep.LockName (sweep's tests import this package)
 }
 
 // ReadRunFolder reads a run folder for CompareRunFolders.
