@@ -40,13 +40,12 @@ initial weights for the same seed, and bit-identical outputs and running
 statistics.
 """
 import json
-import os
-import struct
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from gen_golden import write_safetensors
 
 BN_MOMENTUM, BN_EPS = 0.05, 1e-5
 
@@ -284,20 +283,7 @@ def main():
             out[f"{name}.eval.branch"] = f
         meta[name] = json.dumps(cfg)
 
-    names = sorted(out)
-    header, blobs, off = {}, [], 0
-    for n in names:
-        b = np.ascontiguousarray(out[n].detach().numpy(), dtype=np.float32).tobytes()
-        header[n] = {"dtype": "F32", "shape": list(out[n].shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    header["__metadata__"] = meta
-    hj = json.dumps(header).encode()
-    hj += b" " * (-len(hj) % 8)
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_cells.safetensors")
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
-    print("wrote", path, off, "bytes of data")
+    write_safetensors("golden_cells.safetensors", {n: t.detach().to(torch.float32) for n, t in out.items()}, meta)
 
 
 if __name__ == "__main__":

@@ -25,11 +25,10 @@ Tensors (float32 unless noted):
 """
 import json
 import math
-import os
-import struct
 
-import numpy as np
 import torch
+
+from gen_golden import write_safetensors
 
 torch.manual_seed(0)
 COEFFS = ["0.25", "1"]
@@ -172,23 +171,8 @@ def main():
 
     meta = {"torch": torch.__version__, "iters": str(ITERS), "coeffs": json.dumps(COEFFS),
             "weights": str(len(ws)), "bns": str(len(gs))}
-    names = sorted(out)
-    header, blobs, off = {}, [], 0
-    for n in names:
-        a = out[n].detach().numpy()
-        dt = "F64" if a.dtype == np.float64 else "F32"
-        a = np.ascontiguousarray(a, dtype=np.float64 if dt == "F64" else np.float32)
-        b = a.tobytes()
-        header[n] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    header["__metadata__"] = meta
-    hj = json.dumps(header).encode()
-    hj += b" " * (-len(hj) % 8)
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_objective.safetensors")
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
-    print("wrote", path, off, "bytes of data")
+    write_safetensors("golden_objective.safetensors",
+                      {n: t.detach() if t.dtype == torch.float64 else t.detach().to(torch.float32) for n, t in out.items()}, meta)
 
 
 if __name__ == "__main__":
