@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/mollify/mollify/config"
 	"github.com/mollify/mollify/data"
 	"github.com/mollify/mollify/flows"
+	"github.com/mollify/mollify/internal/testenv"
 	"github.com/mollify/mollify/mollification"
 	"github.com/mollify/mollify/nn"
 	"github.com/mollify/mollify/train/dist"
@@ -157,12 +157,7 @@ func spawnRanks(t *testing.T, name string, n int, out string) {
 	if !ts.C10dAvailable() {
 		t.Skip("libtch has no c10d (see build/stubs.txt)")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
+	port := testenv.FreePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmds := make([]*exec.Cmd, n)

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -195,12 +194,7 @@ func TestKilledRankStopsTheOther(t *testing.T) {
 	for _, victim := range []int{1, 0} {
 		t.Run("kill rank "+strconv.Itoa(victim), func(t *testing.T) {
 			work := t.TempDir()
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-			l.Close()
+			port := testenv.FreePort(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			args := append(append([]string{}, distSets...), "--set", "eval.every=20", "-run-dir", "run")
@@ -249,7 +243,7 @@ func TestKilledRankStopsTheOther(t *testing.T) {
 			cmds[victim].Process.Signal(syscall.SIGKILL)
 			killed := time.Now()
 			cmds[victim].Wait()
-			err = cmds[survivor].Wait()
+			err := cmds[survivor].Wait()
 			took := time.Since(killed)
 			time.Sleep(50 * time.Millisecond) // the scanner's last lines
 			if err == nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mollify/mollify/internal/testenv"
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -53,16 +53,6 @@ func runWorker(name string) int {
 	return 0
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 type result struct {
 	code   int
 	signal syscall.Signal
@@ -78,7 +68,7 @@ func spawn(t *testing.T, name string, n int, extra ...string) []result {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	port := strconv.Itoa(freePort(t))
+	port := testenv.FreePort(t)
 	cmds := make([]*exec.Cmd, n)
 	errs := make([]*bytes.Buffer, n)
 	for r := range cmds {
