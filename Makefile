@@ -11,7 +11,7 @@ BENCH_ENV := OPENBLAS_NUM_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) MKL_NUM_
 PYTHON ?= /usr/bin/python3
 BIN := build/bin
 
-.PHONY: setup test demo toy vae-mnist vae-mnist-fcd bench soak gcstress pydeps gpu-payload clean
+.PHONY: setup test demo toy vae-mnist vae-mnist-fcd bench soak gcstress pydeps gpu-payload cuda-build-check clean
 
 setup:
 	$(GO) -C tools/tchsetup run . -root "$(CURDIR)" -jobs $(JOBS)
@@ -212,6 +212,12 @@ gcstress: $(BIN)/realnvp2d
 
 clean:
 	rm -rf build
+
+# libtch with its CUDA-only units (CUDA graphs, NCCL), compiled and linked
+# against Debian's CUDA build of libtorch, unpacked under build/cuda-check;
+# no GPU needed, nothing run (tools/cuda_build_check.sh, docs/gpu.md).
+cuda-build-check:
+	JOBS=$(JOBS) bash tools/cuda_build_check.sh
 
 # What a GPU machine without Go needs (docs/gpu.md): carry .dev and
 # build/csrc there and run bench/gpu_check.sh. GPU_TEST_PKGS, every package
