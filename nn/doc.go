@@ -43,6 +43,18 @@
 //     keep the rest of a step on the device: the trainer reads one small
 //     tensor per step (ReadStepSummary). ClipGradNorm and Steps read the
 //     host, for eager use and checkpoints.
+//   - The models' own training noise (the VAEs' reparameterisation ε,
+//     NVAE's posterior samples) is drawn with RandnRows/RandnRowsLike. In
+//     a data-parallel step the trainer sets SetRowShard(rank, world):
+//     every rank then draws the noise of the whole global batch from its
+//     (identically seeded) generator and keeps its rows, so no two ranks
+//     share an ε, B (not B/W) independent draws enter each step, and one
+//     seed gives the same noise for any world size, as the data noise
+//     does. The cost is W× the normal draws of the latent tensors (a
+//     few elementwise kernels, small beside the networks). Off (world 1,
+//     the default, and whenever hooks run) they draw exactly what Randn
+//     and MustRandnLike draw. The shard is process-wide state: one
+//     process is one rank.
 //   - Shared layers: Linear, Conv2d, ConvTranspose2d, BatchNorm2d (flows'
 //     coupling networks and the VAE nets use the same one). Loss is the
 //     batch objective every model returns and train minimises.
