@@ -165,7 +165,9 @@
 // μ and log σ soft-clamped by 5·tanh(x/5), σ = exp(log σ)+0.01, times the
 // temperature; the residual posterior adds the prior's raw parameters to
 // the encoder's before the clamp. KLs are analytic and elementwise, in
-// nats.
+// nats. Normal.Sample's ε comes from nn.RandnRowsLike: keyed per global
+// row inside a data-parallel training step (each rank its rows of the
+// global batch's draw), the plain draw otherwise.
 //
 // The model (model.go) is NVAE's AutoEncoder with res_dist: stem
 // (weight-normalised conv 3×3 on 2x−1), pre-process cells (the last of

@@ -83,9 +83,11 @@ func checkNormalArgs(what string, temp float64, xs ...*ts.Tensor) error {
 }
 
 // Sample draws z = μ + σ·ε with ε ~ N(0, I) from libtorch's generator and
-// returns both (ε for reparameterised replays and tests).
+// returns both (ε for reparameterised replays and tests). Inside a
+// data-parallel training step ε is keyed per global row
+// (nn.RandnRowsLike); elsewhere it is MustRandnLike's draw.
 func (n Normal) Sample() (z, eps *ts.Tensor) {
-	eps = n.Mu.MustRandnLike(false)
+	eps = nn.RandnRowsLike(n.Mu)
 	return n.SampleWith(eps), eps
 }
 

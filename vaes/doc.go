@@ -28,6 +28,12 @@
 //     Terms, always "recon" and "kl", plus "neg_elbo" (β-VAE), "bound"
 //     (IWAE), "log_det" (VAE-IAF), "momentum" (HVAE). KL is closed form in
 //     VAE and β-VAE and a single-sample estimate elsewhere.
+//   - The training noise (Loss's reparameterisation ε: IWAE's K samples,
+//     HVAE's ε and momentum γ) comes from nn.RandnRows/RandnRowsLike: in
+//     a data-parallel step each rank gets its rows of the global batch's
+//     draw, so ranks never share an ε and one seed trains the same for
+//     any world size; in one process (and in LogLikelihood and Sample,
+//     which run outside training steps) it is the plain draw.
 //   - IWAE's Total is −mean logmeanexp(log w); its gradient is the IWAE
 //     estimator, identical to that of pythae's surrogate (Surrogate).
 //   - Directions: flows' Forward means data→latent. Nothing here uses the

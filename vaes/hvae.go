@@ -125,7 +125,7 @@ func (m *HVAE) Loss(x *ts.Tensor) (l nn.Loss, err error) {
 	}
 	defer nn.Recover(&err)
 	mu, logvar := m.Encoder.Forward(x)
-	return m.loss(x, mu, logvar, mu.MustRandnLike(false), mu.MustRandnLike(false)), nil
+	return m.loss(x, mu, logvar, nn.RandnRowsLike(mu), nn.RandnRowsLike(mu)), nil
 }
 
 func (m *HVAE) loss(x, mu, logvar, eps, gamma *ts.Tensor) nn.Loss {

@@ -39,7 +39,7 @@ func (m *IWAE) Loss(x *ts.Tensor) (l nn.Loss, err error) {
 	}
 	defer nn.Recover(&err)
 	mu, logvar := m.Encoder.Forward(x)
-	eps := nn.Randn([]int64{mu.MustSize()[0], int64(m.K), int64(m.Config.Latent)}, mu.MustDevice())
+	eps := nn.RandnRows([]int64{mu.MustSize()[0], int64(m.K), int64(m.Config.Latent)}, mu.MustDevice())
 	return m.loss(x, mu, logvar, eps), nil
 }
 

@@ -189,7 +189,7 @@ func (m *VAE) Loss(x *ts.Tensor) (l nn.Loss, err error) {
 	}
 	defer nn.Recover(&err)
 	mu, logvar := m.Encoder.Forward(x)
-	return m.loss(x, mu, logvar, mu.MustRandnLike(false)), nil
+	return m.loss(x, mu, logvar, nn.RandnRowsLike(mu)), nil
 }
 
 func (m *VAE) loss(x, mu, logvar, eps *ts.Tensor) nn.Loss {
