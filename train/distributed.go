@@ -23,6 +23,12 @@ import (
 //     mean not finite: every rank skips);
 //   - hooks run on rank 0 only, except those marked AllRanks (the
 //     checkpoint, which gathers every rank's RNG state and position);
+//   - the models' own noise (the VAEs' ε, NVAE's posterior samples) is
+//     keyed per global row too: during each training step, eager,
+//     captured or replayed, nn.SetRowShard(rank, world) makes
+//     nn.RandnRows draw the global batch's noise and keep this rank's
+//     rows (keyRowNoise), so ranks do not share an ε; it is off again
+//     before the hooks run;
 //   - hooks draw from a generator stream of their own (rngstreams.go), so
 //     rank 0's evaluations do not move the training noise away from the
 //     other ranks'.
@@ -41,6 +47,20 @@ func (t *Trainer) WorldSize() int {
 		return 1
 	}
 	return t.Dist.Size()
+}
+
+// keyRowNoise keys the models' own noise per global row for one training
+// step of a data-parallel run (nn.SetRowShard); the returned function
+// turns it off again, so hooks, evaluation and sampling draw plainly.
+// One process (or a one-process group) leaves it off.
+func (t *Trainer) keyRowNoise() (off func(), err error) {
+	if !t.distributed() || t.WorldSize() == 1 {
+		return func() {}, nil
+	}
+	if err := nn.SetRowShard(t.Rank(), t.WorldSize()); err != nil {
+		return nil, fmt.Errorf("train: keying the model's noise per global row: %w", err)
+	}
+	return func() { _ = nn.SetRowShard(0, 1) }, nil
 }
 
 // Leader reports whether this rank logs, evaluates and writes (rank 0).

@@ -212,6 +212,11 @@ func (t *Trainer) trainStep(step int, graphs bool) (st StepStats, err error) {
 	defer sc.Close()
 	defer nn.Recover(&err)
 	st = StepStats{Step: step, GradNorm: math.NaN(), LR: t.lrAt(step)}
+	rowNoiseOff, err := t.keyRowNoise()
+	if err != nil {
+		return st, err
+	}
+	defer rowNoiseOff()
 	start := time.Now()
 	x, err := t.Data.Batch(step)
 	if err != nil {
