@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,6 +104,13 @@ func New(env Env, backend string, device gotch.Device, timeout time.Duration, op
 		return nil, fmt.Errorf("dist.New: %s", joinProblems(problems))
 	}
 	g := &Group{env: env, backend: backend, device: device, opts: o, failed: make(chan error, 1), dead: make(chan struct{})}
+	// libtorch 2.x logs a store call to a dead peer as a warning with a
+	// C++ backtrace before failing; the heartbeat reports it in one line,
+	// so libtorch's log is cut to errors unless TORCH_CPP_LOG_LEVEL,
+	// PyTorch's own switch, says otherwise.
+	if err := ts.C10dLogLevel(cppLogLevel(os.Getenv("TORCH_CPP_LOG_LEVEL"))); err != nil {
+		return nil, fmt.Errorf("dist.New: %w", err)
+	}
 	var err error
 	if o.fileStore == "" && env.WorldSize == 1 && env.MasterAddr == "" {
 		// A one-process group (Single()): a private file store, so that
@@ -350,4 +358,19 @@ func (g *Group) Close() error {
 		os.Remove(g.tempStore)
 	}
 	return err
+}
+
+// cppLogLevel maps TORCH_CPP_LOG_LEVEL (INFO, WARNING, ERROR, FATAL or
+// 0-3, as PyTorch reads it) to c10's level; 2 (errors) when it is unset or
+// unknown.
+func cppLogLevel(env string) int {
+	switch strings.ToUpper(strings.TrimSpace(env)) {
+	case "INFO", "0":
+		return 0
+	case "WARNING", "1":
+		return 1
+	case "FATAL", "3":
+		return 3
+	}
+	return 2
 }
