@@ -11,7 +11,7 @@ BENCH_ENV := OPENBLAS_NUM_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS) MKL_NUM_
 PYTHON ?= /usr/bin/python3
 BIN := build/bin
 
-.PHONY: setup test demo toy vae-mnist vae-mnist-fcd bench soak gcstress pydeps gpu-payload cuda-build-check clean
+.PHONY: setup test demo toy vae-mnist vae-mnist-fcd bench soak gcstress pydeps gpu-payload cuda-build-check test-libtorch2 clean
 
 setup:
 	$(GO) -C tools/tchsetup run . -root "$(CURDIR)" -jobs $(JOBS)
@@ -218,6 +218,12 @@ clean:
 # no GPU needed, nothing run (tools/cuda_build_check.sh, docs/gpu.md).
 cuda-build-check:
 	JOBS=$(JOBS) bash tools/cuda_build_check.sh
+
+# make test on a clone of HEAD against libtorch 2.x (Debian trixie's 2.6,
+# CPU) in a debootstrap chroot outside the tree; needs root
+# (tools/libtorch2_test.sh, docs/gpu.md).
+test-libtorch2:
+	bash tools/libtorch2_test.sh
 
 # What a GPU machine without Go needs (docs/gpu.md): carry .dev and
 # build/csrc there and run bench/gpu_check.sh. GPU_TEST_PKGS, every package
