@@ -213,3 +213,16 @@ func sameSet(a, b []string) bool {
 	sort.Strings(b)
 	return reflect.DeepEqual(a, b)
 }
+
+// Debian's CUDA libtorch (libtorch-cuda-dev) goes with nvidia-cuda-dev,
+// whose headers are in /usr/include: /usr is the last home looked in, after
+// $CUDA_HOME, $CUDA_PATH and /usr/local/cuda.
+func TestCUDAHomesEndWithDebiansFolder(t *testing.T) {
+	t.Setenv("CUDA_HOME", "/opt/cuda-a")
+	t.Setenv("CUDA_PATH", "")
+	got := cudaHomes()
+	want := []string{"/opt/cuda-a", "/usr/local/cuda", "/usr"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("cudaHomes() = %q, want %q", got, want)
+	}
+}

@@ -55,7 +55,10 @@ func findLibtorch() (*Libtorch, error) {
 }
 
 // cudaHomes are the CUDA toolkit folders to look in after the NVIDIA
-// wheels beside a pip torch.
+// wheels beside a pip torch. /usr comes last: Debian's nvidia-cuda-dev,
+// which its CUDA build of libtorch (libtorch-cuda-dev) goes with, puts
+// the CUDA headers in /usr/include (g++ ignores an -I for that folder, so
+// the system search order stays as it is).
 func cudaHomes() []string {
 	var homes []string
 	for _, env := range []string{"CUDA_HOME", "CUDA_PATH"} {
@@ -63,7 +66,7 @@ func cudaHomes() []string {
 			homes = append(homes, v)
 		}
 	}
-	return append(homes, "/usr/local/cuda")
+	return append(homes, "/usr/local/cuda", "/usr")
 }
 
 var (
