@@ -221,12 +221,11 @@ clean:
 cuda-build-check:
 	JOBS=$(JOBS) bash tools/cuda_build_check.sh
 
-# make test on a clone of HEAD against libtorch 2.x (Debian trixie's 2.6;
-# FLAVOR=cuda: its CUDA build, no GPU visible) in a debootstrap chroot
-# outside the tree; needs root (tools/libtorch2_test.sh, docs/gpu.md).
-FLAVOR ?= cpu
+# make test on a clone of HEAD against libtorch 2.x (Debian trixie's 2.6,
+# CPU) in a debootstrap chroot outside the tree; needs root
+# (tools/libtorch2_test.sh, docs/gpu.md).
 test-libtorch2:
-	FLAVOR=$(FLAVOR) bash tools/libtorch2_test.sh
+	bash tools/libtorch2_test.sh
 
 # What a GPU machine without Go needs (docs/gpu.md): carry .dev and
 # build/csrc there and run bench/gpu_check.sh. GPU_TEST_PKGS, every package
