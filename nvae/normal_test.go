@@ -261,3 +261,34 @@ func TestNormalErrors(t *testing.T) {
 	_, err = NewResidualNormal(a, a, a, a, 0)
 	testenv.AssertError(t, err, []string{"NewResidualNormal", "temperature"}, nil)
 }
+
+// Inside a data-parallel training step (nn.SetRowShard) Sample's ε is this
+// rank's rows of the global batch's draw, so ranks do not share it; off,
+// it is the plain draw.
+func TestNormalSampleKeyedPerGlobalRow(t *testing.T) {
+	defer objBegin(t, 9)()
+	mu := objFrom([]float64{0, 0, 0, 0, 0, 0}, 3, 2)
+	n, err := NewNormal(mu, mu, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	draw := func(rank, world int) []float64 {
+		if _, err := nn.Seed(9); err != nil {
+			t.Fatal(err)
+		}
+		if err := nn.SetRowShard(rank, world); err != nil {
+			t.Fatal(err)
+		}
+		defer nn.SetRowShard(0, 1)
+		_, eps := n.Sample()
+		return objVals(eps)
+	}
+	plain := draw(0, 1)
+	if _, err := nn.Seed(9); err != nil {
+		t.Fatal(err)
+	}
+	global := objVals(ts.MustRandn([]int64{6, 2}, gotch.Float, gotch.CPU))
+	objClose(t, "unsharded ε", plain, global[:6], 0, 0)
+	objClose(t, "rank 0 of 2", draw(0, 2), global[:6], 0, 0)
+	objClose(t, "rank 1 of 2", draw(1, 2), global[6:], 0, 0)
+}
