@@ -1,0 +1,96 @@
+package nn
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// batchNormSum is the differentiable sum over the ranks that synchronises
+// batch norm during a data-parallel training step (torch's SyncBatchNorm);
+// nil is off. Process-wide, like the row shard, because a process is one
+// rank.
+var batchNormSum atomic.Pointer[func(*ts.Tensor) *ts.Tensor]
+
+// SetBatchNormSync makes batch norms in training mode normalise with the
+// statistics of the global batch: sum returns its argument summed over the
+// ranks, recorded in the autograd graph so that its backward sums the
+// gradient over the ranks (dist.Group.AllReduceSumAutograd). Like gotch's
+// Must ops it panics when the collective fails. The trainer sets it around
+// a data-parallel training step (distributed.sync_batchnorm) and sets nil,
+// off, before hooks run.
+func SetBatchNormSync(sum func(*ts.Tensor) *ts.Tensor) {
+	if sum == nil {
+		batchNormSum.Store(nil)
+		return
+	}
+	batchNormSum.Store(&sum)
+}
+
+// BatchNormSynced reports whether SetBatchNormSync is on.
+func BatchNormSynced() bool { return batchNormSum.Load() != nil }
+
+// BatchNorm is the batch norm of BatchNorm2d and nvae.BatchNorm over x
+// (N, C, H, W) with per-channel weight w and bias b and running statistics
+// moved by momentum. Without a sync, or not training, it is exactly
+// ts.MustBatchNorm. With one (SetBatchNormSync) and training, it is
+// torch's SyncBatchNorm: the per-channel Σx, Σx² and count are summed over
+// the ranks in one collective, in float64; the global mean and biased
+// variance normalise x in its dtype, and the running statistics move by
+// momentum towards the mean and the unbiased variance, as torch does.
+func BatchNorm(x, w, b, runMean, runVar *ts.Tensor, training bool, momentum, eps float64) *ts.Tensor {
+	if p := batchNormSum.Load(); p != nil && training {
+		return syncedBatchNorm(*p, x, w, b, runMean, runVar, momentum, eps)
+	}
+	return ts.MustBatchNorm(x, w, b, runMean, runVar, training, momentum, eps, true)
+}
+
+func syncedBatchNorm(sum func(*ts.Tensor) *ts.Tensor, x, w, b, runMean, runVar *ts.Tensor, momentum, eps float64) *ts.Tensor {
+	shape := x.MustSize()
+	if len(shape) != 4 {
+		panic(fmt.Errorf("nn: synchronised batch norm needs NCHW input, got shape %v", shape))
+	}
+	c := shape[1]
+	dims := []int64{0, 2, 3}
+	x64 := x.MustTotype(gotch.Double, false) // out-of-place ops only: it may be x
+	s1 := x64.MustSumDimIntlist(dims, false, gotch.Double, false)
+	s2 := x64.MustSquare(false).MustSumDimIntlist(dims, false, gotch.Double, false)
+	count := ts.MustOfSlice([]float64{float64(x.Numel() / uint(c))}).MustTo(x.MustDevice(), false)
+	// One collective for all three: each is a round trip per layer.
+	all := sum(ts.MustCat([]*ts.Tensor{s1, s2, count}, 0))
+	n := all.MustNarrow(0, 2*c, 1, false)
+	mean := all.MustNarrow(0, 0, c, false).MustDiv(n, false)
+	meanSq := all.MustNarrow(0, c, c, false).MustDiv(n, false)
+	variance := meanSq.MustSub(mean.MustSquare(false), false)
+
+	perChannel := []int64{1, c, 1, 1}
+	invStd := variance.MustAddScalar(ts.FloatScalar(eps), false).MustRsqrt(false)
+	scale := invStd.MustTotype(x.DType(), false).MustView(perChannel, false)
+	y := x.MustSub(mean.MustTotype(x.DType(), false).MustView(perChannel, false), false).MustMul(scale, false)
+	if w != nil {
+		y = y.MustMul(w.MustView(perChannel, false), false)
+	}
+	if b != nil {
+		y = y.MustAdd(b.MustView(perChannel, false), false)
+	}
+	if runMean != nil && runVar != nil {
+		ts.NoGrad(func() {
+			// torch: running = (1 - momentum)·running + momentum·batch,
+			// with the unbiased variance (·N/(N−1)).
+			unbiased := variance.MustMul(n, false).MustDiv(n.MustSubScalar(ts.FloatScalar(1), false), false)
+			moveTowards(runMean, mean, momentum)
+			moveTowards(runVar, unbiased, momentum)
+		})
+	}
+	return y
+}
+
+// moveTowards sets running to (1 − momentum)·running + momentum·batch in
+// place.
+func moveTowards(running, batch *ts.Tensor, momentum float64) {
+	step := batch.MustDetach(false).MustTotype(running.DType(), false).MustMulScalar(ts.FloatScalar(momentum), false)
+	running.MustMulScalar_(ts.FloatScalar(1 - momentum))
+	running.MustAdd_(step)
+}
