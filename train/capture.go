@@ -103,6 +103,15 @@ func (t *Trainer) startCapture() (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if capture && t.syncsBatchNorm() {
+		// The collective would sit inside the captured forward, where
+		// c10d's wait cannot run.
+		why = "distributed.sync_batchnorm all-reduces the batch-norm statistics inside the forward, which a captured graph cannot hold"
+		if t.Options.CUDAGraph == config.CUDAGraphOn {
+			return false, fmt.Errorf("train: run.cuda_graph=on, but %s (use run.cuda_graph=auto for eager steps, or distributed.sync_batchnorm=false)", why)
+		}
+		capture = false
+	}
 	if capture && !t.Optim.Capturable() {
 		why = "the optimizer keeps its step and learning rate on the host (build it with nn.OptimConfig.Capturable)"
 		if t.Options.CUDAGraph == config.CUDAGraphOn {
