@@ -128,3 +128,37 @@ func TestTwoRanksSyncBatchNormTrainAsOneProcess(t *testing.T) {
 		}
 	}
 }
+
+// SyncBatchNormCapture keeps CaptureMode's decision unless the sync is on
+// in a job of several processes, where on is an error and auto is eager.
+func TestSyncBatchNormCapture(t *testing.T) {
+	const obstacle = "distributed.sync_batchnorm all-reduces the batch-norm statistics inside the forward"
+	for _, c := range []struct {
+		mode        string
+		capture     bool
+		sync        bool
+		world       int
+		wantCapture bool
+		wantWhy     string // substring; "" keeps the given why
+		wantErr     string
+	}{
+		{config.CUDAGraphOn, true, true, 2, false, obstacle, "run.cuda_graph=on, but " + obstacle},
+		{config.CUDAGraphAuto, true, true, 4, false, obstacle, ""},
+		{config.CUDAGraphAuto, true, false, 2, true, "", ""},
+		{config.CUDAGraphOn, true, true, 1, true, "", ""},
+		{config.CUDAGraphAuto, false, true, 2, false, "", ""}, // already eager: its own reason stays
+		{config.CUDAGraphOff, false, true, 2, false, "", ""},
+	} {
+		capture, why, err := SyncBatchNormCapture(c.mode, c.capture, "given", c.sync, c.world)
+		name := fmt.Sprintf("%s capture=%v sync=%v world=%d", c.mode, c.capture, c.sync, c.world)
+		if capture != c.wantCapture {
+			t.Errorf("%s: capture %v, want %v", name, capture, c.wantCapture)
+		}
+		if c.wantWhy == "" && why != "given" || !strings.Contains(why, c.wantWhy) {
+			t.Errorf("%s: why %q, want %q", name, why, c.wantWhy)
+		}
+		if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+			t.Errorf("%s: error %v, want %q", name, err, c.wantErr)
+		}
+	}
+}
