@@ -53,11 +53,21 @@ func syncedBatchNorm(sum func(*ts.Tensor) *ts.Tensor, x, w, b, runMean, runVar *
 		panic(fmt.Errorf("nn: synchronised batch norm needs NCHW input, got shape %v", shape))
 	}
 	c := shape[1]
+	// This rank's Σx and Σx² in float64, from sums in x's dtype of x
+	// shifted by its own (constant) channel means, so that Σ(x−k)² does
+	// not cancel the way Σx² − (Σx)²/n would; no float64 copy of x.
 	dims := []int64{0, 2, 3}
-	x64 := x.MustTotype(gotch.Double, false) // out-of-place ops only: it may be x
-	s1 := x64.MustSumDimIntlist(dims, false, gotch.Double, false)
-	s2 := x64.MustSquare(false).MustSumDimIntlist(dims, false, gotch.Double, false)
-	count := ts.MustOfSlice([]float64{float64(x.Numel() / uint(c))}).MustTo(x.MustDevice(), false)
+	rows := float64(x.Numel() / uint(c))
+	k := x.MustDetach(false).MustMeanDim(dims, true, x.DType(), false)
+	d := x.MustSub(k, false)
+	d1 := d.MustSumDimIntlist(dims, false, x.DType(), false).MustTotype(gotch.Double, false)
+	d2 := d.MustSquare(false).MustSumDimIntlist(dims, false, x.DType(), false).MustTotype(gotch.Double, false)
+	k64 := k.MustReshape([]int64{c}, false).MustTotype(gotch.Double, false)
+	// Σx = n·k + Σd, Σx² = Σd² + 2k·Σd + n·k².
+	s1 := k64.MustMulScalar(ts.FloatScalar(rows), false).MustAdd(d1, false)
+	s2 := d2.MustAdd(k64.MustMul(d1, false).MustMulScalar(ts.FloatScalar(2), false), false).
+		MustAdd(k64.MustSquare(false).MustMulScalar(ts.FloatScalar(rows), false), false)
+	count := ts.MustOfSlice([]float64{rows}).MustTo(x.MustDevice(), false)
 	// One collective for all three: each is a round trip per layer.
 	all := sum(ts.MustCat([]*ts.Tensor{s1, s2, count}, 0))
 	n := all.MustNarrow(0, 2*c, 1, false)
@@ -65,13 +75,17 @@ func syncedBatchNorm(sum func(*ts.Tensor) *ts.Tensor, x, w, b, runMean, runVar *
 	meanSq := all.MustNarrow(0, c, c, false).MustDiv(n, false)
 	variance := meanSq.MustSub(mean.MustSquare(false), false)
 
-	perChannel := []int64{1, c, 1, 1}
-	invStd := variance.MustAddScalar(ts.FloatScalar(eps), false).MustRsqrt(false)
-	scale := invStd.MustTotype(x.DType(), false).MustView(perChannel, false)
-	y := x.MustSub(mean.MustTotype(x.DType(), false).MustView(perChannel, false), false).MustMul(scale, false)
+	// y = (x − mean)·scale + b with scale = w/√(var+ε): three passes
+	// over x. (x·scale + shift would be one fewer, but its weight gradient
+	// Σg·x − mean·Σg cancels in float32 when |mean| ≫ std.)
+	scale := variance.MustAddScalar(ts.FloatScalar(eps), false).MustRsqrt(false)
 	if w != nil {
-		y = y.MustMul(w.MustView(perChannel, false), false)
+		scale = scale.MustMul(w.MustTotype(gotch.Double, false), false)
 	}
+	perChannel := []int64{1, c, 1, 1}
+	dt := x.DType()
+	y := x.MustSub(mean.MustTotype(dt, false).MustView(perChannel, false), false).
+		MustMul(scale.MustTotype(dt, false).MustView(perChannel, false), false)
 	if b != nil {
 		y = y.MustAdd(b.MustView(perChannel, false), false)
 	}

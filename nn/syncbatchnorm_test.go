@@ -10,14 +10,14 @@ import (
 )
 
 // bnInput is a fixed (n, 3, 4, 5) batch whose channels have different
-// means and spreads, and the upstream gradient of its output.
-func bnInput(n int64) (x, g *ts.Tensor) {
+// means and spreads, plus offset, and the upstream gradient of its output.
+func bnInput(n int64, offset float64) (x, g *ts.Tensor) {
 	shape := []int64{n, 3, 4, 5}
 	size := n * 60
 	xv, gv := make([]float32, size), make([]float32, size)
 	for i := range xv {
 		c := float64((i / 20) % 3)
-		xv[i] = float32((c+1)*math.Sin(0.37*float64(i)+c) + 2*c - 1)
+		xv[i] = float32((c+1)*math.Sin(0.37*float64(i)+c) + 2*c - 1 + offset)
 		gv[i] = float32(math.Cos(0.11*float64(i)) + 0.1*c)
 	}
 	return ts.MustOfSlice(xv).MustReshape(shape, false), ts.MustOfSlice(gv).MustReshape(shape, false)
@@ -65,17 +65,20 @@ func relDiffValues(a, b []float64) float64 {
 func TestSyncedBatchNormMatchesFused(t *testing.T) {
 	sc := ts.NewScope()
 	defer sc.Close()
-	x, g := bnInput(4)
 	for _, c := range []struct {
 		name          string
 		ranks         int64
 		momentum, eps float64
+		offset        float64
 	}{
-		{"one rank", 1, 0.1, 1e-5},
-		{"two equal ranks", 2, 0.1, 1e-5},
-		{"two equal ranks, NVAE's momentum", 2, 0.05, 1e-3},
+		{"one rank", 1, 0.1, 1e-5, 0},
+		{"two equal ranks", 2, 0.1, 1e-5, 0},
+		{"two equal ranks, NVAE's momentum", 2, 0.05, 1e-3, 0},
+		// Means 100× the spread: Σx² − (Σx)²/n in float32 would cancel.
+		{"two equal ranks, offset 300", 2, 0.1, 1e-5, 300},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			x, g := bnInput(4, c.offset)
 			xs, gs := make([]*ts.Tensor, c.ranks), make([]*ts.Tensor, c.ranks)
 			for i := range xs {
 				xs[i], gs[i] = x, g
@@ -128,7 +131,7 @@ func head(v []float64) string { return fmt.Sprint(v[:min(len(v), 6)]) }
 func TestBatchNormUnsyncedIsFused(t *testing.T) {
 	sc := ts.NewScope()
 	defer sc.Close()
-	x, _ := bnInput(2)
+	x, _ := bnInput(2, 0)
 	rm, rv := Zeros([]int64{3}, gotch.CPU), Ones([]int64{3}, gotch.CPU)
 	w, b := Ones([]int64{3}, gotch.CPU), Zeros([]int64{3}, gotch.CPU)
 	for _, training := range []bool{true, false} {
@@ -149,3 +152,23 @@ func TestBatchNormUnsyncedIsFused(t *testing.T) {
 		}
 	}
 }
+
+// One training forward and backward of a batch norm over (32, 64, 14, 14):
+// fused, and the synchronised path with a stand-in sum (the collective
+// left out). `OMP_NUM_THREADS=1 go test ./nn -run X -bench BatchNorm`.
+func benchBN(b *testing.B, synced bool) {
+	x := Randn([]int64{32, 64, 14, 14}, gotch.CPU).MustSetRequiresGrad(true, false)
+	w, bb := Ones([]int64{64}, gotch.CPU).MustSetRequiresGrad(true, false), Zeros([]int64{64}, gotch.CPU).MustSetRequiresGrad(true, false)
+	rm, rv := Zeros([]int64{64}, gotch.CPU), Ones([]int64{64}, gotch.CPU)
+	if synced {
+		SetBatchNormSync(func(s *ts.Tensor) *ts.Tensor { return s.MustMulScalar(ts.FloatScalar(1), false) })
+		defer SetBatchNormSync(nil)
+	}
+	for i := 0; i < b.N; i++ {
+		sc := ts.NewScope()
+		BatchNorm(x, w, bb, rm, rv, true, 0.1, 1e-5).MustSum(gotch.Float, false).MustBackward()
+		sc.Close()
+	}
+}
+func BenchmarkBatchNormFused(b *testing.B)  { benchBN(b, false) }
+func BenchmarkBatchNormSynced(b *testing.B) { benchBN(b, true) }
