@@ -3,6 +3,7 @@ package dist
 import (
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,4 +122,36 @@ func syncBNWorker(env Env) error {
 		}
 	}
 	return g.Close()
+}
+
+// On a one-process group the differentiable sum is a copy that passes
+// the gradient through; a nil tensor and a closed group are errors.
+func TestAllReduceSumAutogradOneProcess(t *testing.T) {
+	if !ts.C10dAvailable() {
+		t.Skip("libtch has no c10d")
+	}
+	sc := ts.NewScope()
+	defer sc.Close()
+	g, err := New(Single(), "gloo", gotch.CPU, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := ts.MustOfSlice([]float64{1, -2, 3}).MustSetRequiresGrad(true, false)
+	y, err := g.AllReduceSumAutograd(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y.MustMul(ts.MustOfSlice([]float64{4, 5, 6}), false).MustSum(gotch.Double, false).MustBackward()
+	if got := fmt.Sprint(y.MustDetach(false).Float64Values(), x.MustGrad(false).Float64Values()); got != "[1 -2 3] [4 5 6]" {
+		t.Errorf("sum and gradient over one rank: %s, want [1 -2 3] [4 5 6]", got)
+	}
+	if _, err := g.AllReduceSumAutograd(nil); err == nil || !strings.Contains(err.Error(), "is nil or freed") {
+		t.Errorf("nil tensor: error %v", err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.AllReduceSumAutograd(x); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("closed group: error %v", err)
+	}
 }
