@@ -33,8 +33,8 @@ func SetBatchNormSync(sum func(*ts.Tensor) *ts.Tensor) {
 func BatchNormSynced() bool { return batchNormSum.Load() != nil }
 
 // BatchNorm is the batch norm of BatchNorm2d and nvae.BatchNorm over x
-// (N, C, H, W) with per-channel weight w and bias b and running statistics
-// moved by momentum. Without a sync, or not training, it is exactly
+// (N, C, H, W; or any (N, C, ...), as torch's) with per-channel weight w
+// and bias b and running statistics moved by momentum. Without a sync, or not training, it is exactly
 // ts.MustBatchNorm. With one (SetBatchNormSync) and training, it is
 // torch's SyncBatchNorm: the per-channel Σx, Σx² and count are summed over
 // the ranks in one collective, in float64; the global mean and biased
@@ -49,14 +49,20 @@ func BatchNorm(x, w, b, runMean, runVar *ts.Tensor, training bool, momentum, eps
 
 func syncedBatchNorm(sum func(*ts.Tensor) *ts.Tensor, x, w, b, runMean, runVar *ts.Tensor, momentum, eps float64) *ts.Tensor {
 	shape := x.MustSize()
-	if len(shape) != 4 {
-		panic(fmt.Errorf("nn: synchronised batch norm needs NCHW input, got shape %v", shape))
+	if len(shape) < 2 {
+		panic(fmt.Errorf("nn: batch norm needs (N, C, ...) input, got shape %v", shape))
 	}
 	c := shape[1]
+	// Statistics over every dimension but the channels'.
+	dims := []int64{0}
+	perChannel := []int64{1, c}
+	for i := 2; i < len(shape); i++ {
+		dims = append(dims, int64(i))
+		perChannel = append(perChannel, 1)
+	}
 	// This rank's Σx and Σx² in float64, from sums in x's dtype of x
 	// shifted by its own (constant) channel means, so that Σ(x−k)² does
 	// not cancel the way Σx² − (Σx)²/n would; no float64 copy of x.
-	dims := []int64{0, 2, 3}
 	rows := float64(x.Numel() / uint(c))
 	k := x.MustDetach(false).MustMeanDim(dims, true, x.DType(), false)
 	d := x.MustSub(k, false)
@@ -82,7 +88,6 @@ func syncedBatchNorm(sum func(*ts.Tensor) *ts.Tensor, x, w, b, runMean, runVar *
 	if w != nil {
 		scale = scale.MustMul(w.MustTotype(gotch.Double, false), false)
 	}
-	perChannel := []int64{1, c, 1, 1}
 	dt := x.DType()
 	y := x.MustSub(mean.MustTotype(dt, false).MustView(perChannel, false), false).
 		MustMul(scale.MustTotype(dt, false).MustView(perChannel, false), false)

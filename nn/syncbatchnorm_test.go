@@ -70,15 +70,21 @@ func TestSyncedBatchNormMatchesFused(t *testing.T) {
 		ranks         int64
 		momentum, eps float64
 		offset        float64
+		flat          bool // (N·H·W, C) input instead of NCHW
 	}{
-		{"one rank", 1, 0.1, 1e-5, 0},
-		{"two equal ranks", 2, 0.1, 1e-5, 0},
-		{"two equal ranks, NVAE's momentum", 2, 0.05, 1e-3, 0},
+		{"one rank", 1, 0.1, 1e-5, 0, false},
+		{"two equal ranks", 2, 0.1, 1e-5, 0, false},
+		{"two equal ranks, NVAE's momentum", 2, 0.05, 1e-3, 0, false},
 		// Means 100× the spread: Σx² − (Σx)²/n in float32 would cancel.
-		{"two equal ranks, offset 300", 2, 0.1, 1e-5, 300},
+		{"two equal ranks, offset 300", 2, 0.1, 1e-5, 300, false},
+		{"two equal ranks, (N, C) input", 2, 0.1, 1e-5, 0, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			x, g := bnInput(4, c.offset)
+			if c.flat {
+				x = x.MustPermute([]int64{0, 2, 3, 1}, false).MustReshape([]int64{-1, 3}, false)
+				g = g.MustPermute([]int64{0, 2, 3, 1}, false).MustReshape([]int64{-1, 3}, false)
+			}
 			xs, gs := make([]*ts.Tensor, c.ranks), make([]*ts.Tensor, c.ranks)
 			for i := range xs {
 				xs[i], gs[i] = x, g
