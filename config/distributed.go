@@ -6,7 +6,9 @@ import "time"
 // run is distributed is not a setting: it is when the job's environment
 // (torchrun's RANK/WORLD_SIZE, cmd/launch, Slurm's SLURM_NTASKS) has more
 // than one process. data.batch_size stays the global batch, so none of
-// these keys changes what is trained (they are left out of run ids).
+// these keys changes what is trained (they are left out of run ids);
+// sync_batchnorm makes a run with batch norm in training mode train what
+// one process would.
 type Distributed struct {
 	// Backend is the c10d backend: auto (nccl on a CUDA device, gloo on
 	// the CPU), gloo or nccl.
@@ -21,6 +23,12 @@ type Distributed struct {
 	// longer than rank 0's longest evaluation (FID): the other ranks wait
 	// in a collective meanwhile. A dead rank is found by the heartbeat.
 	TimeoutMinutes float64 `mapstructure:"timeout_minutes" yaml:"timeout_minutes"`
+	// SyncBatchNorm normalises batch norms in training mode with the
+	// statistics of the global batch, as one process would (torch's
+	// SyncBatchNorm; NVlabs' NVAE trains its multi-GPU recipe so): one
+	// more small all-reduce per batch-norm layer, forward and backward.
+	// Off, each rank uses its own rows' statistics, as DDP does.
+	SyncBatchNorm bool `mapstructure:"sync_batchnorm" yaml:"sync_batchnorm"`
 }
 
 // Backends of distributed.backend.
@@ -31,7 +39,8 @@ const (
 )
 
 // DefaultDistributed: auto backend, DDP's 25 MiB buckets, a 20 s
-// heartbeat and 30 minutes for a collective.
+// heartbeat, 30 minutes for a collective and per-rank batch norm (DDP's
+// default).
 func DefaultDistributed() Distributed {
 	return Distributed{Backend: BackendAuto, BucketMB: 25, HeartbeatSeconds: 20, TimeoutMinutes: 30}
 }

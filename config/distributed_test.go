@@ -12,8 +12,11 @@ func TestDistributedSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := c.Distributed
-	if d.Backend != BackendAuto || d.TimeoutMinutes != 30 {
+	if d.Backend != BackendAuto || d.TimeoutMinutes != 30 || d.SyncBatchNorm {
 		t.Errorf("defaults: %+v", d)
+	}
+	if c, err := Load("demo", []string{"distributed.sync_batchnorm=true"}); err != nil || !c.Distributed.SyncBatchNorm {
+		t.Errorf("distributed.sync_batchnorm=true: %v, %+v", err, c)
 	}
 	if d.HeartbeatTimeout() != 5*time.Second || d.HeartbeatInterval() != 500*time.Millisecond || d.BucketBytes() != 1<<19 {
 		t.Errorf("derived: heartbeat %v every %v, bucket %d bytes", d.HeartbeatTimeout(), d.HeartbeatInterval(), d.BucketBytes())
@@ -39,6 +42,8 @@ func TestDistributedErrorsNameTheKeys(t *testing.T) {
 		{[]string{"distributed.heartbeat_seconds=0.1"}, []string{"distributed.heartbeat_seconds must be at least 0.2"}},
 		{[]string{"distributed.heartbeat_seconds=120", "distributed.timeout_minutes=1"}, []string{"distributed.timeout_minutes (1 min) must be longer than distributed.heartbeat_seconds"}},
 		{[]string{"distributed.backnd=gloo"}, []string{`"distributed.backnd"`, "distributed.backend"}},
+		{[]string{"distributed.sync_batch_norm=true"}, []string{`"distributed.sync_batch_norm"`, "distributed.sync_batchnorm"}},
+		{[]string{"distributed.sync_batchnorm=maybe"}, []string{"distributed.sync_batchnorm", "bool"}},
 	} {
 		_, err := Load("demo", tc.sets)
 		if err == nil {

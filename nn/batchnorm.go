@@ -43,9 +43,10 @@ func NewBatchNorm2d(p Path, c int64) (b *BatchNorm2d, err error) {
 	return b, nil
 }
 
-// Forward normalises x (N, C, H, W).
+// Forward normalises x (N, C, H, W), over the global batch while a
+// batch-norm sync is set (SetBatchNormSync) and Training.
 func (b *BatchNorm2d) Forward(x *ts.Tensor) *ts.Tensor {
-	return ts.MustBatchNorm(x, b.W, b.B, b.RunningMean, b.RunningVar, b.Training, 0.1, 1e-5, true)
+	return BatchNorm(x, b.W, b.B, b.RunningMean, b.RunningVar, b.Training, 0.1, 1e-5)
 }
 
 // SetTraining selects batch statistics (true) or running statistics.

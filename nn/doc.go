@@ -55,6 +55,15 @@
 //     the default, and whenever hooks run) they draw exactly what Randn
 //     and MustRandnLike draw. The shard is process-wide state: one
 //     process is one rank.
+//   - Batch norm (BatchNorm, behind BatchNorm2d.Forward and
+//     nvae.BatchNorm.Forward) is ts.MustBatchNorm, bit for bit, unless a
+//     data-parallel training step has set SetBatchNormSync
+//     (distributed.sync_batchnorm): then, in training mode, it
+//     normalises with the global batch's statistics, summing each rank's
+//     per-channel Σx, Σx² and count (float64) in one differentiable
+//     all-reduce, and moves the running statistics as torch does. The
+//     sync is process-wide state like the row shard, off whenever hooks
+//     run.
 //   - Shared layers: Linear, Conv2d, ConvTranspose2d, BatchNorm2d (flows'
 //     coupling networks and the VAE nets use the same one). Loss is the
 //     batch objective every model returns and train minimises.

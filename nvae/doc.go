@@ -167,7 +167,10 @@
 // the encoder's before the clamp. KLs are analytic and elementwise, in
 // nats. Normal.Sample's ε comes from nn.RandnRowsLike: keyed per global
 // row inside a data-parallel training step (each rank its rows of the
-// global batch's draw), the plain draw otherwise.
+// global batch's draw), the plain draw otherwise. BatchNorm.Forward is
+// nn.BatchNorm with NVAE's momentum and ε: NVlabs trains multi-GPU with
+// SyncBatchNormSwish; set distributed.sync_batchnorm: true to match (each
+// rank otherwise normalises with its own rows' statistics).
 //
 // The model (model.go) is NVAE's AutoEncoder with res_dist: stem
 // (weight-normalised conv 3×3 on 2x−1), pre-process cells (the last of

@@ -121,9 +121,10 @@ func NewBatchNorm(p nn.Path, c int64) (*BatchNorm, error) {
 
 // Forward normalises x (N, C, H, W): with the batch statistics, moving
 // the running ones by Momentum, while Training; with the running ones
-// otherwise.
+// otherwise; over the global batch while nn.SetBatchNormSync is set
+// (distributed.sync_batchnorm), as NVlabs' SyncBatchNormSwish.
 func (b *BatchNorm) Forward(x *ts.Tensor) *ts.Tensor {
-	return ts.MustBatchNorm(x, b.W, b.B, b.RunningMean, b.RunningVar, b.Training, b.Momentum, b.Eps, true)
+	return nn.BatchNorm(x, b.W, b.B, b.RunningMean, b.RunningVar, b.Training, b.Momentum, b.Eps)
 }
 
 // Swish is x·sigmoid(x) (SiLU).

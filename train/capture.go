@@ -81,6 +81,22 @@ func CaptureMode(mode string, cuda bool, m Model, moll mollification.Mollifier) 
 	return false, "", fmt.Errorf("train: run.cuda_graph %q: want auto, on or off", mode)
 }
 
+// SyncBatchNormCapture applies distributed.sync_batchnorm (syncBN) in a
+// job of world processes to CaptureMode's decision: its collective would
+// sit inside the captured forward, where c10d's wait cannot run, so "on"
+// is an error and "auto" falls back to eager steps with the reason. One
+// process does not synchronise and keeps the decision.
+func SyncBatchNormCapture(mode string, capture bool, why string, syncBN bool, world int) (bool, string, error) {
+	if !capture || !syncBN || world < 2 {
+		return capture, why, nil
+	}
+	why = "distributed.sync_batchnorm all-reduces the batch-norm statistics inside the forward, which a captured graph cannot hold"
+	if mode == config.CUDAGraphOn {
+		return false, why, fmt.Errorf("train: run.cuda_graph=on, but %s (use run.cuda_graph=auto for eager steps, or distributed.sync_batchnorm=false)", why)
+	}
+	return false, why, nil
+}
+
 func captureObstacle(cuda bool, m Model, moll mollification.Mollifier) string {
 	if !cuda {
 		return "the device is the CPU (CUDA graphs capture GPU kernels)"
@@ -101,6 +117,9 @@ func (t *Trainer) startCapture() (bool, error) {
 	cuda := t.Device.IsCuda() || emulated
 	capture, why, err := CaptureMode(t.Options.CUDAGraph, cuda, t.Model, t.Mollifier)
 	if err != nil {
+		return false, err
+	}
+	if capture, why, err = SyncBatchNormCapture(t.Options.CUDAGraph, capture, why, t.Options.SyncBatchNorm, t.WorldSize()); err != nil {
 		return false, err
 	}
 	if capture && !t.Optim.Capturable() {

@@ -29,6 +29,10 @@ import (
 //     nn.RandnRows draw the global batch's noise and keep this rank's
 //     rows (keyRowNoise), so ranks do not share an ε; it is off again
 //     before the hooks run;
+//   - with distributed.sync_batchnorm, batch norms in training mode
+//     normalise with the global batch's statistics during each training
+//     step (syncBatchNorm: one differentiable all-reduce of Σx, Σx² and
+//     the count per layer); such a step is never captured;
 //   - hooks draw from a generator stream of their own (rngstreams.go), so
 //     rank 0's evaluations do not move the training noise away from the
 //     other ranks'.
@@ -61,6 +65,32 @@ func (t *Trainer) keyRowNoise() (off func(), err error) {
 		return nil, fmt.Errorf("train: keying the model's noise per global row: %w", err)
 	}
 	return func() { _ = nn.SetRowShard(0, 1) }, nil
+}
+
+// syncsBatchNorm reports whether batch norms normalise over the global
+// batch during training steps: distributed.sync_batchnorm in a group of
+// more than one process.
+func (t *Trainer) syncsBatchNorm() bool {
+	return t.Options.SyncBatchNorm && t.distributed() && t.WorldSize() > 1
+}
+
+// syncBatchNorm makes the batch norms of one training step normalise with
+// the global batch's statistics (nn.SetBatchNormSync over the group's
+// differentiable all-reduce); the returned function turns it off again,
+// so hooks and evaluation normalise plainly.
+func (t *Trainer) syncBatchNorm() (off func()) {
+	if !t.syncsBatchNorm() {
+		return func() {}
+	}
+	g := t.Dist
+	nn.SetBatchNormSync(func(x *ts.Tensor) *ts.Tensor {
+		y, err := g.AllReduceSumAutograd(x)
+		if err != nil {
+			panic(fmt.Errorf("train: synchronised batch norm: %w", err))
+		}
+		return y
+	})
+	return func() { nn.SetBatchNormSync(nil) }
 }
 
 // Leader reports whether this rank logs, evaluates and writes (rank 0).

@@ -25,6 +25,10 @@ type Options struct {
 	CUDAGraph string
 	// TensorBoard is run.tensorboard: write TensorBoard event files.
 	TensorBoard bool
+	// SyncBatchNorm is distributed.sync_batchnorm: in a data-parallel run
+	// of more than one process, batch norms normalise over the global
+	// batch during training steps (syncBatchNorm).
+	SyncBatchNorm bool
 	// RunConfig is stored in every checkpoint's metadata (the resolved
 	// config, so a checkpoint says how it was made); it may be empty.
 	RunConfig string
@@ -67,6 +71,7 @@ func NewOptions(c *config.Config) (Options, error) {
 		Keep:            c.Output.Keep,
 		CUDAGraph:       c.Run.CUDAGraph,
 		TensorBoard:     c.Run.TensorBoard,
+		SyncBatchNorm:   c.Distributed.SyncBatchNorm,
 		RunConfig:       string(y),
 	}, nil
 }

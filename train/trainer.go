@@ -217,6 +217,7 @@ func (t *Trainer) trainStep(step int, graphs bool) (st StepStats, err error) {
 		return st, err
 	}
 	defer rowNoiseOff()
+	defer t.syncBatchNorm()()
 	start := time.Now()
 	x, err := t.Data.Batch(step)
 	if err != nil {

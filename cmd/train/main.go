@@ -180,8 +180,12 @@ func trainRun(cfg *config.Config, dir string, resume bool, stop int) (err error)
 	defer moll.Close()
 	// run.cuda_graph=on with a step that cannot be captured (a CPU device,
 	// a model or mollifier that reads the host) fails here, before training.
-	capture, _, err := train.CaptureMode(cfg.Run.CUDAGraph, dev.IsCuda(), model, moll)
+	capture, why, err := train.CaptureMode(cfg.Run.CUDAGraph, dev.IsCuda(), model, moll)
 	if err != nil {
+		return err
+	}
+	// Nor with distributed.sync_batchnorm on several processes.
+	if capture, _, err = train.SyncBatchNormCapture(cfg.Run.CUDAGraph, capture, why, cfg.Distributed.SyncBatchNorm, env.WorldSize); err != nil {
 		return err
 	}
 	// The run folder appears once the run can start.

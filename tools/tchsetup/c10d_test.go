@@ -93,7 +93,10 @@ int main() {
   printf("%d %d|%s|", s == nullptr, mlf_c10d_available(), torch_last_err);
   torch_last_err = nullptr;
   mlf_pg_nccl(nullptr, 0, 1, 1000);
-  printf("%s\n", torch_last_err);
+  printf("%s|", torch_last_err);
+  torch_last_err = nullptr;
+  tensor t = mlf_pg_all_reduce_sum_autograd(nullptr, nullptr);
+  printf("autograd %d: %s\n", t == nullptr, torch_last_err);
 }
 `,
 	})
@@ -107,6 +110,7 @@ int main() {
 			"has CUDA but setup found no ProcessGroupNCCL.hpp"}},
 		{c10dStubNoCompile, ncclStubNoCompile, []string{"mollify_c10d.cpp did not compile against libtorch 1.2.3", "mollify_c10d_nccl.cpp did not compile"}},
 	} {
+		c.want = append(c.want, "autograd 1: distributed training needs libtorch built with c10d/gloo")
 		bin := filepath.Join(dir, "stub")
 		out, err := exec.Command("g++", "-std=c++17", "-I"+dir, "-DMLF_LIBTORCH_VERSION=\"1.2.3\"",
 			"-DMLF_C10D_STUB="+string(rune('0'+c.c10d)), "-DMLF_NCCL_STUB="+string(rune('0'+c.nccl)),

@@ -245,6 +245,23 @@ func (g *Group) AllReduceMean(grads []*ts.Tensor) error { return g.allReduce(gra
 // (integer tensors too: counts).
 func (g *Group) AllReduceSum(tensors []*ts.Tensor) error { return g.allReduce(tensors, false) }
 
+// AllReduceSumAutograd returns a new tensor, x summed over the ranks,
+// recorded in x's autograd graph: its backward sums the gradient over the
+// ranks (torch.distributed.nn.functional.all_reduce), so every rank must
+// run the backward through it too. The synchronised batch norm's
+// statistics travel in it (nn.SetBatchNormSync). A failure in the backward
+// surfaces as the backward's error.
+func (g *Group) AllReduceSumAutograd(x *ts.Tensor) (*ts.Tensor, error) {
+	if err := g.Err(); err != nil {
+		return nil, err
+	}
+	y, err := g.pg.AllReduceSumAutograd(x)
+	if err != nil {
+		return nil, g.collectiveErr("differentiable all-reduce (sum)", err)
+	}
+	return y, nil
+}
+
 // bucket is a run of tensors flattened into one.
 type bucket struct {
 	members []*ts.Tensor

@@ -43,6 +43,8 @@ func runWorker(name string) int {
 		err = heartbeatWorker(env)
 	case "throughput":
 		err = throughputWorker(env)
+	case "syncbn":
+		err = syncBNWorker(env)
 	default:
 		err = fmt.Errorf("unknown worker %q", name)
 	}
