@@ -23,7 +23,7 @@
 // Run id: the first 12 hex digits of the SHA-256 of the resolved config's
 // YAML with the keys of IgnoredInID blanked: run.name, run.device,
 // run.threads, run.out_dir, run.log_every, run.cuda_graph, run.tensorboard,
-// the distributed section, data.root, output.checkpoint_every and
+// the distributed section (but sync_batchnorm), data.root, output.checkpoint_every and
 // output.keep (where and how fast a run runs, where it writes, how often
 // it logs and checkpoints). Any other key,
 // eval and sample cadence included, makes a new run. The id changes if

@@ -38,7 +38,8 @@ const IDLength = 12
 // new run. run.cuda_graph is here because captured and eager steps compute
 // the same thing (models tests check it bit for bit); the distributed.*
 // keys because data.batch_size is the global batch whatever the number of
-// processes (docs/distributed.md).
+// processes (docs/distributed.md), except distributed.sync_batchnorm,
+// which changes what a multi-process run computes, so it stays in the id.
 var IgnoredInID = []string{"run.name", "run.device", "run.threads", "run.out_dir", "run.log_every",
 	"run.cuda_graph", "run.tensorboard", "data.root", "output.checkpoint_every", "output.keep",
 	"distributed.backend", "distributed.bucket_mb", "distributed.heartbeat_seconds", "distributed.timeout_minutes"}
@@ -53,7 +54,7 @@ func RunID(c *config.Config) (string, error) {
 	k.Run.TensorBoard = true
 	k.Data.Root = ""
 	k.Output.CheckpointEvery, k.Output.Keep = 0, 0
-	k.Distributed = config.Distributed{}
+	k.Distributed = config.Distributed{SyncBatchNorm: c.Distributed.SyncBatchNorm}
 	b, err := k.YAML()
 	if err != nil {
 		return "", err

@@ -146,7 +146,8 @@ func TestRunIDs(t *testing.T) {
 			t.Errorf("%s=%s changed the id (%s, was %s)", k, same[k], got, ref)
 		}
 	}
-	for _, set := range []string{"run.seed=1", "optim.lr=1e-3", "run.iterations=100", "mollification.enabled=false", "eval.every=10", "output.samples_every=10"} {
+	for _, set := range []string{"run.seed=1", "optim.lr=1e-3", "run.iterations=100", "mollification.enabled=false", "eval.every=10", "output.samples_every=10",
+		"distributed.sync_batchnorm=true"} {
 		if id(set) == ref {
 			t.Errorf("%s left the id unchanged", set)
 		}
