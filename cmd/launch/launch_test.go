@@ -48,6 +48,9 @@ func launch(t *testing.T, bin string, args ...string) ran {
 
 func TestLaunch(t *testing.T) {
 	bin := buildLaunch(t)
+	// Rank 1 touches this once it ignores SIGTERM; rank 0 fails only then,
+	// or launch's SIGTERM could reach rank 1 before its trap is set.
+	trapped := filepath.Join(t.TempDir(), "trapped")
 	for _, c := range []struct {
 		name       string
 		args       []string
@@ -72,7 +75,8 @@ func TestLaunch(t *testing.T) {
 			[]string{"-nproc", "2", "-grace", "2s", "--", "sh", "-c", "if [ $RANK = 1 ]; then echo boom >&2; exit 7; fi; sleep 60"},
 			1, nil, []string{"[rank 1] boom", "launch: rank 1 failed (exit status 7)"}, "", 20, 0},
 		{"fail fast: a worker that ignores SIGTERM is killed after the grace period",
-			[]string{"-nproc", "2", "-grace", "1s", "--", "sh", "-c", "if [ $RANK = 0 ]; then exit 3; fi; trap '' TERM; sleep 60"},
+			[]string{"-nproc", "2", "-grace", "1s", "--", "sh", "-c",
+				"if [ $RANK = 0 ]; then i=0; while [ ! -e " + trapped + " ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; exit 3; fi; trap '' TERM; touch " + trapped + "; sleep 60"},
 			1, nil, []string{"launch: rank 0 failed (exit status 3)"}, "", 20, 1},
 		{"no -nproc, no program", nil, 2, nil,
 			[]string{"launch: -nproc must be at least 1, got 0", "no worker program", "usage: launch -nproc N"}, "", 10, 0},
