@@ -364,18 +364,27 @@ func throughputWorker(env Env) error {
 	return g.Close()
 }
 
-// A one-process group (no variables set) runs the same code on a private
-// file store: the mean of one rank is the tensor itself.
-func TestSingleProcessGroup(t *testing.T) {
+// singleGlooGroup is a one-process Gloo group (no variables set: a
+// private file store) inside a scope closed at the end of the test; it
+// skips without c10d.
+func singleGlooGroup(t *testing.T) *Group {
+	t.Helper()
 	if !ts.C10dAvailable() {
 		t.Skip("libtch has no c10d")
 	}
 	sc := ts.NewScope()
-	defer sc.Close()
+	t.Cleanup(sc.Close)
 	g, err := New(Single(), "gloo", gotch.CPU, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return g
+}
+
+// A one-process group (no variables set) runs the same code on a private
+// file store: the mean of one rank is the tensor itself.
+func TestSingleProcessGroup(t *testing.T) {
+	g := singleGlooGroup(t)
 	x := fill(0, 10, 0.25, gotch.Float)
 	if err := g.AllReduceMean([]*ts.Tensor{x}); err != nil {
 		t.Fatal(err)

@@ -127,15 +127,7 @@ func syncBNWorker(env Env) error {
 // On a one-process group the differentiable sum is a copy that passes
 // the gradient through; a nil tensor and a closed group are errors.
 func TestAllReduceSumAutogradOneProcess(t *testing.T) {
-	if !ts.C10dAvailable() {
-		t.Skip("libtch has no c10d")
-	}
-	sc := ts.NewScope()
-	defer sc.Close()
-	g, err := New(Single(), "gloo", gotch.CPU, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := singleGlooGroup(t)
 	x := ts.MustOfSlice([]float64{1, -2, 3}).MustSetRequiresGrad(true, false)
 	y, err := g.AllReduceSumAutograd(x)
 	if err != nil {
