@@ -73,7 +73,8 @@ func syncedBatchNorm(sum func(*ts.Tensor) *ts.Tensor, x, w, b, runMean, runVar *
 	s1 := k64.MustMulScalar(ts.FloatScalar(rows), false).MustAdd(d1, false)
 	s2 := d2.MustAdd(k64.MustMul(d1, false).MustMulScalar(ts.FloatScalar(2), false), false).
 		MustAdd(k64.MustSquare(false).MustMulScalar(ts.FloatScalar(rows), false), false)
-	count := ts.MustOfSlice([]float64{rows}).MustTo(x.MustDevice(), false)
+	// Filled on x's device: no host-to-device copy per layer and step.
+	count := ts.MustFull([]int64{1}, ts.FloatScalar(rows), gotch.Double, x.MustDevice())
 	// One collective for all three: each is a round trip per layer.
 	all := sum(ts.MustCat([]*ts.Tensor{s1, s2, count}, 0))
 	n := all.MustNarrow(0, 2*c, 1, false)
